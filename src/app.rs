@@ -1,0 +1,181 @@
+//! Builds every part from the settings, binds, and runs until the shutdown future fires.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::config::Settings;
+use crate::deliver::Deliverer;
+use crate::ingest::{self, AppState, Pipeline};
+use crate::outbox::{now_ms, Limits, Outbox};
+use crate::pipeline::Router as Routes;
+use crate::sinks;
+use crate::telemetry::Metrics;
+
+const STATS_EVERY: Duration = Duration::from_secs(2);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+pub struct App {
+    listener: TcpListener,
+    settings: Settings,
+    state: Arc<AppState>,
+    deliverer: Arc<Mutex<Option<Deliverer>>>,
+    client: reqwest::Client,
+}
+
+/// Applies a new configuration to a running app (SIGHUP).
+#[derive(Clone)]
+pub struct Reloader {
+    current: Arc<Mutex<Settings>>,
+    state: Arc<AppState>,
+    deliverer: Arc<Mutex<Option<Deliverer>>>,
+    client: reqwest::Client,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let limits = Limits {
+            max_pending: settings.storage.max_pending,
+            dedup_window: settings.dedup_window,
+            retention: settings.storage.retention,
+        };
+        let (outbox, _writer) =
+            Outbox::open(&settings.storage.path, limits).with_context(|| {
+                format!(
+                    "opening the store under {}",
+                    settings.storage.path.display()
+                )
+            })?;
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
+        let metrics = Arc::new(Metrics::new());
+        let client = sinks::http_client();
+        let deliverer = Deliverer::start(&settings, &outbox, &metrics, &client);
+        let state = Arc::new(AppState {
+            pipeline: RwLock::new(Arc::new(pipeline(&settings))),
+            outbox,
+            metrics,
+        });
+        Ok(App {
+            listener,
+            settings,
+            state,
+            deliverer: Arc::new(Mutex::new(Some(deliverer))),
+            client,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.settings.server.listen)
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            current: Arc::new(Mutex::new(self.settings.clone())),
+            state: self.state.clone(),
+            deliverer: self.deliverer.clone(),
+            client: self.client.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, finishes requests in flight,
+    /// and gives deliveries in flight `server.shutdown_grace` to finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(%addr, store = %self.settings.storage.path.display(), channels = self.settings.channels.len(), "amrelay listening");
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        axum::serve(self.listener, ingest::router(self.state.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("stopped accepting webhooks; finishing deliveries in flight");
+        housekeeping.abort();
+        if let Some(d) = self.deliverer.lock().await.take() {
+            d.shutdown(self.settings.server.shutdown_grace).await;
+        }
+        tracing::info!("amrelay stopped");
+        Ok(())
+    }
+}
+
+impl Reloader {
+    /// Swaps routes, auth and channels. The listen address and the store need a restart.
+    pub async fn reload(&self, new: Settings) {
+        let mut current = self.current.lock().await;
+        if new.server.listen != current.server.listen || new.storage.path != current.storage.path {
+            tracing::warn!("server.listen and storage.path take effect only at the next start");
+        }
+        self.state.replace_pipeline(pipeline(&new));
+        let mut slot = self.deliverer.lock().await;
+        if let Some(old) = slot.take() {
+            old.shutdown(current.server.shutdown_grace).await;
+        }
+        *slot = Some(Deliverer::start(
+            &new,
+            &self.state.outbox,
+            &self.state.metrics,
+            &self.client,
+        ));
+        tracing::info!(
+            channels = new.channels.len(),
+            routes = new.routes.len(),
+            "configuration reloaded"
+        );
+        *current = new;
+    }
+}
+
+fn pipeline(s: &Settings) -> Pipeline {
+    Pipeline {
+        auth: s.server.auth.clone(),
+        routes: Routes::new(s.routes.clone()),
+        max_body: s.server.max_body,
+    }
+}
+
+/// Refreshes the queue gauges and prunes old rows.
+async fn housekeeping(state: Arc<AppState>) {
+    let mut stats = tokio::time::interval(STATS_EVERY);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stats.tick() => match state.outbox.stats().await {
+                Ok(s) => {
+                    let m = &state.metrics;
+                    let now = now_ms();
+                    // Channels that emptied read 0, not their last value.
+                    for c in seen.drain(..) {
+                        m.queue_depth.get_or_create(&Metrics::channel(&c)).set(0);
+                        m.oldest_pending_age.get_or_create(&Metrics::channel(&c)).set(0.0);
+                    }
+                    for c in &s.channels {
+                        let l = Metrics::channel(&c.channel);
+                        m.queue_depth.get_or_create(&l).set(c.open as i64);
+                        let age = c.oldest_created_at.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+                        m.oldest_pending_age.get_or_create(&l).set(age);
+                        seen.push(c.channel.clone());
+                    }
+                    m.dead_letters.set(s.dead as i64);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read outbox stats"),
+            },
+            _ = prune.tick() => match state.outbox.prune().await {
+                Ok(n) if n > 0 => tracing::debug!(rows = n, "pruned old rows"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot prune the outbox"),
+            },
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! Settings: the TOML file plus `AMRELAY__SECTION__KEY` overrides, parsed once into typed
+//! values. Every problem names its key; `check-config` runs exactly this code.
+
+mod raw;
+mod values;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use secrecy::SecretString;
+
+pub use values::Rate;
+
+use crate::domain::Matcher;
+use raw::{RawChannel, RawConfig, RawRoute};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub dedup_window: Duration,
+    pub log: LogSettings,
+    pub channels: Vec<ChannelSettings>,
+    pub routes: Vec<RouteSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub auth: Option<WebhookAuth>,
+    pub max_body: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum WebhookAuth {
+    Bearer(SecretString),
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    pub path: PathBuf,
+    pub max_pending: u64,
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub rate_limit: Option<Rate>,
+    pub fallback: Option<String>,
+    pub policy: DeliveryPolicy,
+}
+
+/// How the worker treats one channel's deliveries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliveryPolicy {
+    pub concurrency: u32,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub max_retry_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelKind {
+    Console,
+    Slack {
+        api_url: Url,
+        token: SecretString,
+        channel: String,
+    },
+    Webhook {
+        url: Url,
+        secret: Option<SecretString>,
+    },
+}
+
+impl ChannelKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChannelKind::Console => "console",
+            ChannelKind::Slack { .. } => "slack",
+            ChannelKind::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    pub matchers: Vec<Matcher>,
+    pub channels: Vec<String>,
+    pub continue_: bool,
+}
+
+/// Every problem found, each naming its key.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+pub const ENV_PREFIX: &str = "AMRELAY";
+
+impl Settings {
+    /// Loads the file (or only the built-in defaults) with environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigErrors> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let built = builder
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let raw: RawConfig = built
+            .try_deserialize()
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        Settings::from_raw(raw, path.is_none())
+    }
+
+    fn from_raw(raw: RawConfig, builtin_defaults: bool) -> Result<Settings, ConfigErrors> {
+        let mut p = Problems::default();
+        let server = server(&raw, &mut p);
+        let storage = StorageSettings {
+            path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("./data")),
+            max_pending: match raw.storage.max_pending {
+                Some(0) => p.push("storage.max_pending", "must be above zero"),
+                Some(n) => n,
+                None => 100_000,
+            },
+            retention: p.duration("storage.retention", raw.storage.retention.as_deref(), "7d"),
+        };
+        let dedup_window = p.duration("dedup.window", raw.dedup.window.as_deref(), "10m");
+        let log = LogSettings {
+            format: match raw.log.format.as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => p.push(
+                    "log.format",
+                    format!("expected \"text\" or \"json\", got {other:?}"),
+                ),
+            },
+            level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
+        };
+
+        let (raw_channels, raw_routes) =
+            if builtin_defaults && raw.channels.is_empty() && raw.routes.is_empty() {
+                (default_channels(), default_routes())
+            } else {
+                (raw.channels, raw.routes)
+            };
+        if raw_channels.is_empty() {
+            p.push::<()>("channels", "at least one channel is required");
+        }
+        let channels: Vec<ChannelSettings> = raw_channels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| channel(i, c, &mut p))
+            .collect();
+        check_channel_graph(&channels, &mut p);
+        let routes = routes(&raw_routes, &channels, &mut p);
+
+        p.finish(Settings {
+            server,
+            storage,
+            dedup_window,
+            log,
+            channels,
+            routes,
+        })
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&ChannelSettings> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+}
+
+fn server(raw: &RawConfig, p: &mut Problems) -> ServerSettings {
+    let s = &raw.server;
+    let listen_str = s.listen.as_deref().unwrap_or("127.0.0.1:9097");
+    let listen = listen_str.parse().unwrap_or_else(|_| {
+        p.push::<()>(
+            "server.listen",
+            format!("expected an address like \"127.0.0.1:9097\", got {listen_str:?}"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 9097))
+    });
+    let bearer = p.secret(
+        "server.bearer_token",
+        s.bearer_token_file.as_deref(),
+        s.bearer_token_env.as_deref(),
+    );
+    let basic = s.basic_auth.as_ref().and_then(|b| {
+        let password = p.secret(
+            "server.basic_auth.password",
+            b.password_file.as_deref(),
+            b.password_env.as_deref(),
+        );
+        let username = b.username.clone().filter(|u| !u.is_empty());
+        if username.is_none() {
+            p.push::<()>("server.basic_auth.username", "is required");
+        }
+        if b.password_file.is_none() && b.password_env.is_none() {
+            p.push::<()>(
+                "server.basic_auth.password_file",
+                "set password_file or password_env",
+            );
+        }
+        Some(WebhookAuth::Basic {
+            username: username?,
+            password: password?,
+        })
+    });
+    let auth = match (bearer, basic) {
+        (Some(_), Some(_)) => {
+            p.push::<()>(
+                "server.basic_auth",
+                "set either a bearer token or basic_auth, not both",
+            );
+            None
+        }
+        (Some(t), None) => Some(WebhookAuth::Bearer(t)),
+        (None, b) => b,
+    };
+    ServerSettings {
+        listen,
+        auth,
+        max_body: p.size("server.max_body", s.max_body.as_deref(), "4MiB"),
+        shutdown_grace: p.duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s"),
+    }
+}
+
+fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<ChannelSettings> {
+    let key = |k: &str| format!("channels[{i}].{k}");
+    let name = match c.name.as_deref() {
+        Some(n) if valid_name(n) => n.to_owned(),
+        Some(n) => {
+            p.push::<()>(
+                key("name"),
+                format!("expected letters, digits, '-', '_' or '.', got {n:?}"),
+            );
+            return None;
+        }
+        None => {
+            p.push::<()>(key("name"), "is required");
+            return None;
+        }
+    };
+    let kind_name = c.kind.as_deref().unwrap_or("");
+    let allowed: &[&str] = match kind_name {
+        "console" => &[],
+        "slack" => &["api_url", "token_file", "token_env", "channel"],
+        "webhook" => &["url", "secret_file", "secret_env"],
+        other => {
+            p.push::<()>(
+                key("kind"),
+                format!("expected \"console\", \"slack\" or \"webhook\", got {other:?}"),
+            );
+            return None;
+        }
+    };
+    for (field, set) in [
+        ("api_url", c.api_url.is_some()),
+        ("token_file", c.token_file.is_some()),
+        ("token_env", c.token_env.is_some()),
+        ("channel", c.channel.is_some()),
+        ("url", c.url.is_some()),
+        ("secret_file", c.secret_file.is_some()),
+        ("secret_env", c.secret_env.is_some()),
+    ] {
+        if set && !allowed.contains(&field) {
+            p.push::<()>(
+                key(field),
+                format!("is not a key of a {kind_name:?} channel"),
+            );
+        }
+    }
+    let defaults = match kind_name {
+        "slack" => (4, Some("1/s")),
+        "webhook" => (32, None),
+        _ => (1, None),
+    };
+    let rate_limit = c.rate_limit.as_deref().or(defaults.1).and_then(|r| {
+        Rate::parse(r)
+            .map_err(|e| p.push::<()>(key("rate_limit"), e))
+            .ok()
+    });
+    let policy = DeliveryPolicy {
+        concurrency: match c.concurrency {
+            Some(0) => p.push(key("concurrency"), "must be above zero"),
+            Some(n) => n,
+            None => defaults.0,
+        },
+        timeout: p.duration(&key("timeout"), c.timeout.as_deref(), "10s"),
+        max_attempts: match c.max_attempts {
+            Some(0) => p.push(key("max_attempts"), "must be above zero"),
+            Some(n) => n,
+            None => 30,
+        },
+        max_age: p.duration(&key("max_age"), c.max_age.as_deref(), "6h"),
+        backoff_min: p.duration(&key("backoff_min"), c.backoff_min.as_deref(), "1s"),
+        backoff_max: p.duration(&key("backoff_max"), c.backoff_max.as_deref(), "5m"),
+        max_retry_after: p.duration(&key("max_retry_after"), c.max_retry_after.as_deref(), "5m"),
+    };
+    if policy.backoff_min > policy.backoff_max {
+        p.push::<()>(key("backoff_min"), "must not exceed backoff_max");
+    }
+    let kind = match kind_name {
+        "slack" => {
+            let api_url = p.url(
+                &key("api_url"),
+                c.api_url.as_deref().unwrap_or("https://slack.com/api"),
+            );
+            let token = p.secret(
+                &key("token"),
+                c.token_file.as_deref(),
+                c.token_env.as_deref(),
+            );
+            if token.is_none() && c.token_file.is_none() && c.token_env.is_none() {
+                p.push::<()>(
+                    key("token_file"),
+                    "a slack channel needs token_file or token_env",
+                );
+            }
+            let channel = match c.channel.as_deref() {
+                Some(ch) if !ch.trim().is_empty() => Some(ch.to_owned()),
+                _ => p.push(
+                    key("channel"),
+                    "is required (a channel name like \"#ops\" or an ID)",
+                ),
+            };
+            match (api_url, token, channel) {
+                (Some(api_url), Some(token), Some(channel)) => ChannelKind::Slack {
+                    api_url,
+                    token,
+                    channel,
+                },
+                _ => return None,
+            }
+        }
+        "webhook" => {
+            let url = match c.url.as_deref() {
+                Some(u) => p.url(&key("url"), u),
+                None => p.push(key("url"), "is required"),
+            };
+            let secret = p.secret(
+                &key("secret"),
+                c.secret_file.as_deref(),
+                c.secret_env.as_deref(),
+            );
+            ChannelKind::Webhook { url: url?, secret }
+        }
+        _ => ChannelKind::Console,
+    };
+    Some(ChannelSettings {
+        name,
+        kind,
+        rate_limit,
+        fallback: c.fallback.clone(),
+        policy,
+    })
+}
+
+fn check_channel_graph(channels: &[ChannelSettings], p: &mut Problems) {
+    let mut seen = HashSet::new();
+    for (i, c) in channels.iter().enumerate() {
+        if !seen.insert(c.name.as_str()) {
+            p.push::<()>(
+                format!("channels[{i}].name"),
+                format!("{:?} is used by an earlier channel", c.name),
+            );
+        }
+    }
+    for (i, c) in channels.iter().enumerate() {
+        let Some(first) = &c.fallback else { continue };
+        // Follow the chain: it must end at a channel without a fallback.
+        let mut chain = vec![c.name.as_str()];
+        let mut next = Some(first.as_str());
+        while let Some(n) = next {
+            let Some(target) = channels.iter().find(|x| x.name == n) else {
+                p.push::<()>(
+                    format!("channels[{i}].fallback"),
+                    format!("no channel is named {n:?}"),
+                );
+                break;
+            };
+            if chain.contains(&n) {
+                chain.push(n);
+                p.push::<()>(
+                    format!("channels[{i}].fallback"),
+                    format!("fallbacks form a loop: {}", chain.join(" -> ")),
+                );
+                break;
+            }
+            chain.push(n);
+            next = target.fallback.as_deref();
+        }
+    }
+}
+
+fn routes(raw: &[RawRoute], channels: &[ChannelSettings], p: &mut Problems) -> Vec<RouteSettings> {
+    if raw.is_empty() {
+        p.push::<()>(
+            "routes",
+            "at least one route is required; the last one, without matchers, is the catch-all",
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let mut matchers = Vec::new();
+        for (j, m) in r.matchers.iter().enumerate() {
+            match Matcher::parse(m) {
+                Ok(m) => matchers.push(m),
+                Err(e) => p.push(format!("routes[{i}].matchers[{j}]"), e.to_string()),
+            }
+        }
+        if r.channels.is_empty() {
+            p.push::<()>(
+                format!("routes[{i}].channels"),
+                "must name at least one channel",
+            );
+        }
+        for (j, c) in r.channels.iter().enumerate() {
+            if !channels.iter().any(|x| &x.name == c) {
+                p.push::<()>(
+                    format!("routes[{i}].channels[{j}]"),
+                    format!("no channel is named {c:?}"),
+                );
+            }
+        }
+        out.push(RouteSettings {
+            matchers,
+            channels: r.channels.clone(),
+            continue_: r.continue_,
+        });
+    }
+    if raw.last().is_some_and(|r| !r.matchers.is_empty()) {
+        p.push::<()>(
+            format!("routes[{}].matchers", raw.len() - 1),
+            "the last route must be a catch-all without matchers, so that no notification goes unrouted",
+        );
+    }
+    out
+}
+
+fn default_channels() -> Vec<RawChannel> {
+    vec![RawChannel {
+        name: Some("console".into()),
+        kind: Some("console".into()),
+        ..RawChannel::default()
+    }]
+}
+
+fn default_routes() -> Vec<RawRoute> {
+    vec![RawRoute {
+        channels: vec!["console".into()],
+        ..RawRoute::default()
+    }]
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// Records a problem; returns a default so callers can go on and find the next one.
+    fn push<T: Default>(&mut self, key: impl fmt::Display, msg: impl fmt::Display) -> T {
+        self.0.push(format!("{key}: {msg}"));
+        T::default()
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Duration {
+        values::duration(value.unwrap_or(default)).unwrap_or_else(|e| self.push(key, e))
+    }
+
+    fn size(&mut self, key: &str, value: Option<&str>, default: &str) -> usize {
+        values::byte_size(value.unwrap_or(default)).unwrap_or_else(|e| self.push(key, e))
+    }
+
+    fn url(&mut self, key: &str, value: &str) -> Option<Url> {
+        match Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            _ => self.push(key, format!("expected an http(s) URL, got {value:?}")),
+        }
+    }
+
+    fn secret(
+        &mut self,
+        base: &str,
+        file: Option<&str>,
+        env: Option<&str>,
+    ) -> Option<SecretString> {
+        values::secret(base, file, env).unwrap_or_else(|(key, msg)| self.push(key, msg))
+    }
+
+    fn finish(self, settings: Settings) -> Result<Settings, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigErrors(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

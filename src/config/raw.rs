@@ -1,0 +1,91 @@
+//! The config file as written: every key optional, unknown keys refused.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub storage: RawStorage,
+    pub dedup: RawDedup,
+    pub log: RawLog,
+    pub channels: Vec<RawChannel>,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub max_body: Option<String>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBasicAuth {
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStorage {
+    pub path: Option<String>,
+    pub max_pending: Option<u64>,
+    pub retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDedup {
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+/// One struct for every kind, so that a key that does not belong to the kind is named
+/// in a clear message rather than a serde error about an enum variant.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawChannel {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    // Delivery policy, any kind.
+    pub rate_limit: Option<String>,
+    pub fallback: Option<String>,
+    pub concurrency: Option<u32>,
+    pub timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub max_age: Option<String>,
+    pub backoff_min: Option<String>,
+    pub backoff_max: Option<String>,
+    pub max_retry_after: Option<String>,
+    // slack
+    pub api_url: Option<String>,
+    pub token_file: Option<String>,
+    pub token_env: Option<String>,
+    pub channel: Option<String>,
+    // webhook
+    pub url: Option<String>,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoute {
+    pub matchers: Vec<String>,
+    pub channels: Vec<String>,
+    #[serde(rename = "continue")]
+    pub continue_: bool,
+}

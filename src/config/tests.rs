@@ -1,0 +1,160 @@
+use super::*;
+
+fn load_str(toml: &str) -> Result<Settings, ConfigErrors> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("amrelay.toml");
+    std::fs::write(&path, toml).unwrap();
+    Settings::load(Some(&path))
+}
+
+fn problems(toml: &str) -> Vec<String> {
+    load_str(toml).expect_err("config should be refused").0
+}
+
+#[test]
+fn built_in_defaults_route_everything_to_the_console() {
+    let s = Settings::from_raw(RawConfig::default(), true).unwrap();
+    assert_eq!(s.server.listen.to_string(), "127.0.0.1:9097");
+    assert_eq!(s.storage.path, PathBuf::from("./data"));
+    assert_eq!(s.channels.len(), 1);
+    assert!(matches!(s.channels[0].kind, ChannelKind::Console));
+    assert_eq!(s.routes[0].channels, vec!["console".to_string()]);
+    assert!(s.routes[0].matchers.is_empty());
+}
+
+#[test]
+fn a_valid_file_loads_with_typed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("slack.token");
+    std::fs::write(&token, "xoxb-test\n").unwrap();
+    let s = load_str(&format!(
+        r##"
+        [server]
+        max_body = "1MiB"
+        [dedup]
+        window = "5m"
+        [[channels]]
+        name = "ops-slack"
+        kind = "slack"
+        api_url = "http://127.0.0.1:1/api"
+        token_file = "{}"
+        channel = "#ops"
+        rate_limit = "2/s"
+        fallback = "hook"
+        [[channels]]
+        name = "hook"
+        kind = "webhook"
+        url = "http://127.0.0.1:2/hook"
+        [[routes]]
+        matchers = ['severity="critical"']
+        channels = ["ops-slack"]
+        continue = true
+        [[routes]]
+        channels = ["hook"]
+        "##,
+        token.display()
+    ))
+    .unwrap();
+    assert_eq!(s.server.max_body, 1024 * 1024);
+    assert_eq!(s.dedup_window, Duration::from_secs(300));
+    assert_eq!(s.channels[0].rate_limit.unwrap().count.get(), 2);
+    assert_eq!(s.channels[0].fallback.as_deref(), Some("hook"));
+    assert!(s.routes[0].continue_);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let got = problems(
+        r##"
+        [storage]
+        retention = "forever"
+        [[channels]]
+        name = "a"
+        kind = "slack"
+        channel = "#x"
+        rate_limit = "fast"
+        [[channels]]
+        name = "b"
+        kind = "pager"
+        [[routes]]
+        matchers = ['severity=~"("']
+        channels = ["nope"]
+        "##,
+    );
+    let text = got.join("\n");
+    for key in [
+        "storage.retention:",
+        "channels[0].token_file:",
+        "channels[0].rate_limit: expected \"N/s\", \"N/m\" or \"N/h\", got \"fast\"",
+        "channels[1].kind:",
+        "routes[0].matchers[0]:",
+        "routes[0].channels[0]: no channel is named \"nope\"",
+        "routes[0].matchers: the last route must be a catch-all",
+    ] {
+        assert!(text.contains(key), "missing {key:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_misplaced_kind_keys_are_refused() {
+    let text = problems("[server]\nlisen = \"x\"\n").join("\n");
+    assert!(text.contains("lisen"), "{text}");
+    let text = problems(
+        r#"
+        [[channels]]
+        name = "c"
+        kind = "console"
+        url = "http://x"
+        [[routes]]
+        channels = ["c"]
+        "#,
+    )
+    .join("\n");
+    assert!(
+        text.contains("channels[0].url: is not a key of a \"console\" channel"),
+        "{text}"
+    );
+}
+
+#[test]
+fn fallback_loops_and_duplicate_names_are_refused() {
+    let text = problems(
+        r#"
+        [[channels]]
+        name = "a"
+        kind = "console"
+        fallback = "b"
+        [[channels]]
+        name = "b"
+        kind = "console"
+        fallback = "a"
+        [[channels]]
+        name = "b"
+        kind = "console"
+        [[routes]]
+        channels = ["a"]
+        "#,
+    )
+    .join("\n");
+    assert!(
+        text.contains("fallbacks form a loop: a -> b -> a"),
+        "{text}"
+    );
+    assert!(
+        text.contains("channels[2].name: \"b\" is used by an earlier channel"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_file_without_channels_is_refused() {
+    let text = problems("[server]\nlisten = \"127.0.0.1:0\"\n").join("\n");
+    assert!(
+        text.contains("channels: at least one channel is required"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes: at least one route is required"),
+        "{text}"
+    );
+}

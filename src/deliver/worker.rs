@@ -1,0 +1,255 @@
+//! One channel's worker: claim, wait for the rate limit, send, record.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::retry::{self, Decision};
+use crate::config::{ChannelSettings, DeliveryPolicy};
+use crate::domain::Notification;
+use crate::outbox::{now_ms, Claimed, Completion, Outbox};
+use crate::sinks::{Delivery, Outcome, Sink};
+use crate::telemetry::metrics::{AttemptLabels, ChannelReasonLabels};
+use crate::telemetry::Metrics;
+
+/// The longest a worker sleeps without looking at the store (a requeue from the CLI, a
+/// retry falling due).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub struct ChannelWorker {
+    name: String,
+    sink: Sink,
+    policy: DeliveryPolicy,
+    fallback: Option<String>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    /// Set by a Retry-After: the whole channel holds back, not just that delivery.
+    paused_until: Mutex<Option<Instant>>,
+    outbox: Outbox,
+    metrics: Arc<Metrics>,
+}
+
+impl ChannelWorker {
+    pub fn new(c: &ChannelSettings, sink: Sink, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
+        let limiter = c.rate_limit.map(|r| {
+            let period = r.per / r.count.get();
+            let quota = Quota::with_period(period)
+                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                .allow_burst(r.count);
+            RateLimiter::direct(quota)
+        });
+        ChannelWorker {
+            name: c.name.clone(),
+            sink,
+            policy: c.policy,
+            fallback: c.fallback.clone(),
+            limiter,
+            paused_until: Mutex::new(None),
+            outbox,
+            metrics,
+        }
+    }
+
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.policy.concurrency as usize));
+        let mut wake = self.outbox.subscribe();
+        let mut tasks = JoinSet::new();
+        while !stop.is_cancelled() {
+            while tasks.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tasks.join_next() => continue,
+                }
+            }
+            let claim = match self.outbox.claim(&self.name, free).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(channel = %self.name, error = %e, "cannot claim deliveries");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(IDLE_POLL) => continue,
+                    }
+                }
+            };
+            if claim.deliveries.is_empty() {
+                let now = now_ms();
+                let wait = match claim.next_due_at {
+                    Some(due) if due > now => {
+                        Duration::from_millis((due - now) as u64).min(IDLE_POLL)
+                    }
+                    _ => IDLE_POLL,
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                }
+                continue;
+            }
+            for d in claim.deliveries {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let span = tracing::info_span!("delivery", channel = %self.name, delivery_id = d.id, attempt = d.attempts);
+                tasks.spawn(
+                    self.clone()
+                        .attempt(d, permit, stop.clone())
+                        .instrument(span),
+                );
+            }
+        }
+        // Stopping: no new claims; attempts in flight finish (the caller bounds the wait).
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn attempt(
+        self: Arc<Self>,
+        d: Claimed,
+        _permit: OwnedSemaphorePermit,
+        stop: CancellationToken,
+    ) {
+        let notification: Notification = match serde_json::from_str(&d.payload) {
+            Ok(n) => n,
+            Err(e) => {
+                let error = format!(
+                    "stored notification (format {}) is unreadable: {e}",
+                    d.format
+                );
+                tracing::error!(%error, "moving to the dead letters");
+                return self.record(d.id, Completion::Dead { error }).await;
+            }
+        };
+        tracing::Span::current().record("group_key", notification.group_key.as_str());
+        // Waiting for the channel is not an attempt: on stop, hand the delivery back.
+        tokio::select! {
+            _ = stop.cancelled() => return self.record(d.id, Completion::Release).await,
+            _ = self.wait_for_channel() => {}
+        }
+        let started = Instant::now();
+        let delivery = Delivery {
+            id: d.id,
+            attempt: d.attempts,
+            notification: &notification,
+        };
+        let outcome =
+            match tokio::time::timeout(self.policy.timeout, self.sink.send(&delivery)).await {
+                Ok(o) => o,
+                Err(_) => Outcome::retryable(
+                    "timeout",
+                    format!("no answer within {:?}", self.policy.timeout),
+                ),
+            };
+        let labels = Metrics::channel(&self.name);
+        self.metrics
+            .attempt_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .attempts
+            .get_or_create(&AttemptLabels {
+                channel: self.name.clone(),
+                outcome: outcome.kind().to_owned(),
+            })
+            .inc();
+        if let Outcome::Retryable {
+            retry_after: Some(ra),
+            ..
+        } = &outcome
+        {
+            let until = Instant::now() + (*ra).min(self.policy.max_retry_after);
+            let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+            *p = Some(p.map_or(until, |old| old.max(until)));
+        }
+        let now = now_ms();
+        let age = Duration::from_millis(now.saturating_sub(d.enqueued_at).max(0) as u64);
+        let completion = match (
+            retry::decide(&outcome, d.attempts, age, &self.policy),
+            outcome,
+        ) {
+            (Decision::Delivered, _) => {
+                let latency = now.saturating_sub(d.created_at).max(0) as f64 / 1000.0;
+                self.metrics.delivered.get_or_create(&labels).inc();
+                self.metrics.latency.get_or_create(&labels).observe(latency);
+                tracing::info!(latency_s = latency, "delivered");
+                Completion::Delivered
+            }
+            (Decision::RetryIn(wait), o) => {
+                let (reason, detail) = reason_detail(&o);
+                tracing::warn!(%reason, %detail, retry_in = ?wait, "attempt failed; will retry");
+                Completion::RetryAt {
+                    at: now + wait.as_millis() as i64,
+                    error: detail,
+                }
+            }
+            (Decision::GiveUp { reason }, o) => {
+                let (why, detail) = reason_detail(&o);
+                self.metrics
+                    .failed
+                    .get_or_create(&ChannelReasonLabels {
+                        channel: self.name.clone(),
+                        reason: reason.to_owned(),
+                    })
+                    .inc();
+                let error = format!("{reason}: {detail}");
+                match &self.fallback {
+                    Some(to) => {
+                        self.metrics.fallbacks.get_or_create(&labels).inc();
+                        tracing::warn!(%reason, %why, %detail, fallback = %to, "giving up on this channel; handing to the fallback");
+                        Completion::FailOver {
+                            to: to.clone(),
+                            error,
+                        }
+                    }
+                    None => {
+                        self.metrics.dead_lettered.get_or_create(&labels).inc();
+                        tracing::error!(%reason, %why, %detail, "giving up; moved to the dead letters (amrelay dead-letters list)");
+                        Completion::Dead { error }
+                    }
+                }
+            }
+        };
+        self.record(d.id, completion).await;
+    }
+
+    /// A Retry-After pause, then a token from the rate limiter.
+    async fn wait_for_channel(&self) {
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = paused.filter(|u| *u > Instant::now()) {
+            tokio::time::sleep_until(until).await;
+        }
+        if let Some(limiter) = &self.limiter {
+            if limiter.check().is_err() {
+                self.metrics
+                    .rate_limited_waits
+                    .get_or_create(&Metrics::channel(&self.name))
+                    .inc();
+                limiter.until_ready().await;
+            }
+        }
+    }
+
+    async fn record(&self, id: i64, completion: Completion) {
+        if let Err(e) = self.outbox.complete(id, completion).await {
+            // The row stays in flight; the next start tries it again.
+            tracing::error!(error = %e, "cannot record the delivery's outcome");
+        }
+    }
+}
+
+fn reason_detail(o: &Outcome) -> (String, String) {
+    match o {
+        Outcome::Delivered => ("delivered".into(), String::new()),
+        Outcome::Retryable { reason, detail, .. } | Outcome::Permanent { reason, detail } => {
+            (reason.clone(), detail.clone())
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! A notification as Alertmanager meant it: one alert group, already parsed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Whether an alert (or a whole notification) is firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "firing" => Some(Status::Firing),
+            "resolved" => Some(Status::Resolved),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Label or annotation names to values, kept sorted so output is stable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LabelSet(BTreeMap<String, String>);
+
+impl LabelSet {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(name.into(), value.into());
+    }
+}
+
+impl From<BTreeMap<String, String>> for LabelSet {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        LabelSet(map)
+    }
+}
+
+impl FromIterator<(String, String)> for LabelSet {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        LabelSet(iter.into_iter().collect())
+    }
+}
+
+/// Alertmanager's hash of an alert's label set (16 hex digits on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// Accepts any non-empty string of ASCII alphanumerics; Alertmanager sends 16 hex digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        (!s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| Fingerprint(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub status: Status,
+    pub labels: LabelSet,
+    pub annotations: LabelSet,
+    pub starts_at: DateTime<Utc>,
+    /// `None` for a firing alert: Alertmanager sends Go's zero time then.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub generator_url: String,
+    pub fingerprint: Fingerprint,
+}
+
+/// One webhook from Alertmanager: an alert group as one receiver should see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub receiver: String,
+    pub status: Status,
+    pub alerts: Vec<Alert>,
+    pub group_labels: LabelSet,
+    pub common_labels: LabelSet,
+    pub common_annotations: LabelSet,
+    pub external_url: String,
+    pub group_key: String,
+    /// Alerts left out by the receiver's `max_alerts`.
+    pub truncated_alerts: u64,
+}
+
+impl Notification {
+    pub fn alert_name(&self) -> &str {
+        self.common_labels
+            .get("alertname")
+            .or_else(|| self.group_labels.get("alertname"))
+            .or_else(|| self.alerts.first().and_then(|a| a.labels.get("alertname")))
+            .unwrap_or("(no alertname)")
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.alerts.iter().filter(|a| a.status == status).count()
+    }
+
+    /// Alertmanager's own title shape: `[FIRING:2] PrimaryDown`.
+    pub fn title(&self) -> String {
+        let n = match self.status {
+            Status::Firing => self.count(Status::Firing),
+            Status::Resolved => self.alerts.len(),
+        } as u64
+            + self.truncated_alerts;
+        format!(
+            "[{}:{}] {}",
+            self.status.as_str().to_uppercase(),
+            n,
+            self.alert_name()
+        )
+    }
+
+    /// A common annotation, else the first alert's.
+    pub fn annotation(&self, name: &str) -> Option<&str> {
+        self.common_annotations
+            .get(name)
+            .or_else(|| self.alerts.iter().find_map(|a| a.annotations.get(name)))
+    }
+}

@@ -1,0 +1,195 @@
+//! The HTTP front: `POST /webhook/alertmanager`, `/metrics`, `/healthz`, `/readyz`.
+//! A webhook is answered 200 only after its deliveries are committed to the outbox.
+
+pub mod auth;
+pub mod wire;
+
+use std::sync::{Arc, RwLock};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::config::WebhookAuth;
+use crate::outbox::{now_ms, Enqueued, NewNotification, Outbox};
+use crate::pipeline::{DedupKey, Router as Routes};
+use crate::telemetry::Metrics;
+
+pub const WEBHOOK_PATH: &str = "/webhook/alertmanager";
+
+/// The parts of the configuration a reload may change.
+pub struct Pipeline {
+    pub auth: Option<WebhookAuth>,
+    pub routes: Routes,
+    pub max_body: usize,
+}
+
+pub struct AppState {
+    pub pipeline: RwLock<Arc<Pipeline>>,
+    pub outbox: Outbox,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn replace_pipeline(&self, p: Pipeline) {
+        *self.pipeline.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(WEBHOOK_PATH, post(alertmanager))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "status": "error", "error": msg.into() })),
+    )
+        .into_response()
+}
+
+async fn alertmanager(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let span = tracing::info_span!(
+        "webhook",
+        receiver = tracing::field::Empty,
+        group_key = tracing::field::Empty,
+        alerts = tracing::field::Empty
+    );
+    receive(st, headers, body).instrument(span).await
+}
+
+async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let m = &st.metrics;
+    m.received.inc();
+    let p = st.pipeline();
+    if !auth::check(p.auth.as_ref(), &headers) {
+        m.reject("unauthorized");
+        tracing::warn!("webhook refused: missing or wrong credentials");
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong credentials in the Authorization header",
+        );
+        let scheme = match p.auth {
+            Some(WebhookAuth::Basic { .. }) => "Basic realm=\"amrelay\"",
+            _ => "Bearer",
+        };
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(scheme),
+        );
+        return r;
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, p.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            m.reject("too_large");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body is larger than server.max_body ({} bytes)", p.max_body),
+            );
+        }
+    };
+    let n = match wire::parse(&bytes) {
+        Ok(n) => n,
+        Err(e) => {
+            m.reject("bad_payload");
+            tracing::warn!(error = %e, "webhook refused: bad payload");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("receiver", n.receiver.as_str());
+    span.record("group_key", n.group_key.as_str());
+    span.record("alerts", n.alerts.len());
+    let channels = p.routes.route(&n);
+    let payload = match serde_json::to_string(&n) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode notification: {e}"),
+            )
+        }
+    };
+    let new = NewNotification {
+        key: DedupKey::of(&n),
+        group_key: n.group_key.clone(),
+        received_at: now_ms(),
+        payload,
+        channels: channels.clone(),
+    };
+    match st.outbox.enqueue(new).await {
+        Ok(Enqueued::Accepted { deliveries, .. }) => {
+            for c in &channels {
+                m.enqueued.get_or_create(&Metrics::channel(c)).inc();
+            }
+            tracing::info!(status = %n.status, ?channels, "accepted");
+            Json(json!({ "status": "accepted", "deliveries": deliveries, "channels": channels }))
+                .into_response()
+        }
+        Ok(Enqueued::Duplicate) => {
+            m.deduplicated.inc();
+            tracing::info!("duplicate within dedup.window; not delivered again");
+            Json(json!({ "status": "duplicate", "deliveries": 0 })).into_response()
+        }
+        Ok(Enqueued::Full { pending, max }) => {
+            m.reject("store_full");
+            tracing::warn!(
+                pending,
+                max,
+                "outbox full; refusing with 503 so Alertmanager retries"
+            );
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("outbox holds {pending} undelivered deliveries (storage.max_pending = {max}); try again later"),
+            )
+        }
+        Err(e) => {
+            m.reject("store_error");
+            tracing::error!(error = %e, disk_full = e.is_disk_full(), "cannot commit notification; refusing with 503");
+            // 503, never 429: Alertmanager does not retry a 429.
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("notification not stored: {e}"),
+            )
+        }
+    }
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    match st.outbox.probe().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store does not take writes: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,226 @@
+//! Alertmanager's webhook payload, version 4, exactly as it arrives; one conversion to
+//! the domain. Unknown fields are ignored: newer Alertmanagers add some.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::Deserialize;
+
+use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMessage {
+    version: String,
+    receiver: String,
+    status: String,
+    alerts: Vec<WireAlert>,
+    group_key: String,
+    #[serde(default)]
+    group_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    common_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    common_annotations: BTreeMap<String, String>,
+    #[serde(rename = "externalURL", default)]
+    external_url: String,
+    #[serde(default)]
+    truncated_alerts: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAlert {
+    status: String,
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    starts_at: DateTime<Utc>,
+    #[serde(default)]
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(rename = "generatorURL", default)]
+    generator_url: String,
+    fingerprint: String,
+}
+
+/// Why a body is not a notification; the message is sent back with the 400.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PayloadError {
+    #[error("body is not a valid Alertmanager webhook payload: {0}")]
+    Json(String),
+    #[error("unsupported payload version {0:?}: amrelay reads Alertmanager webhook version \"4\"")]
+    Version(String),
+    #[error("{field}: {msg}")]
+    Field { field: String, msg: String },
+}
+
+fn field(field: impl Into<String>, msg: impl Into<String>) -> PayloadError {
+    PayloadError::Field {
+        field: field.into(),
+        msg: msg.into(),
+    }
+}
+
+pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+    let wire: WireMessage =
+        serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+    if wire.version != "4" {
+        return Err(PayloadError::Version(wire.version));
+    }
+    let status = Status::parse(&wire.status).ok_or_else(|| {
+        field(
+            "status",
+            format!("expected \"firing\" or \"resolved\", got {:?}", wire.status),
+        )
+    })?;
+    if wire.receiver.is_empty() {
+        return Err(field("receiver", "must not be empty"));
+    }
+    if wire.group_key.is_empty() {
+        return Err(field("groupKey", "must not be empty"));
+    }
+    if wire.alerts.is_empty() {
+        return Err(field("alerts", "must hold at least one alert"));
+    }
+    let alerts = wire
+        .alerts
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| alert(i, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Notification {
+        receiver: wire.receiver,
+        status,
+        alerts,
+        group_labels: wire.group_labels.into(),
+        common_labels: wire.common_labels.into(),
+        common_annotations: wire.common_annotations.into(),
+        external_url: wire.external_url,
+        group_key: wire.group_key,
+        truncated_alerts: wire.truncated_alerts,
+    })
+}
+
+fn alert(i: usize, a: WireAlert) -> Result<Alert, PayloadError> {
+    let status = Status::parse(&a.status).ok_or_else(|| {
+        field(
+            format!("alerts[{i}].status"),
+            format!("expected \"firing\" or \"resolved\", got {:?}", a.status),
+        )
+    })?;
+    let fingerprint = Fingerprint::parse(&a.fingerprint).ok_or_else(|| {
+        field(
+            format!("alerts[{i}].fingerprint"),
+            format!(
+                "expected a hash like \"a09c9cc47c23e343\", got {:?}",
+                a.fingerprint
+            ),
+        )
+    })?;
+    Ok(Alert {
+        status,
+        labels: LabelSet::from(a.labels),
+        annotations: LabelSet::from(a.annotations),
+        starts_at: a.starts_at,
+        // Go's zero time (year 1) means "not ended".
+        ends_at: a.ends_at.filter(|t| t.year() > 1),
+        generator_url: a.generator_url,
+        fingerprint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/alertmanager/{name}.raw.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn every_captured_fixture_parses() {
+        let dir = format!("{}/tests/fixtures/alertmanager", env!("CARGO_MANIFEST_DIR"));
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".raw.json") {
+                parse(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 12, "only {n} fixtures found");
+    }
+
+    #[test]
+    fn firing_alert_has_no_end_and_keeps_its_fields() {
+        let n = parse(&fixture("primary-down-firing")).unwrap();
+        assert_eq!(n.status, Status::Firing);
+        assert_eq!(n.alert_name(), "PrimaryDown");
+        assert_eq!(n.alerts.len(), 1);
+        assert_eq!(n.alerts[0].ends_at, None);
+        assert_eq!(n.alerts[0].fingerprint.as_str().len(), 16);
+        assert!(
+            n.alerts[0].generator_url.contains("&g0.tab=1"),
+            "Go's \\u0026 is decoded"
+        );
+        assert_eq!(n.title(), "[FIRING:1] PrimaryDown");
+    }
+
+    #[test]
+    fn partially_resolved_group_keeps_each_alert_status() {
+        let n = parse(&fixture("group-partially-resolved")).unwrap();
+        assert_eq!(n.status, Status::Firing);
+        assert_eq!(n.count(Status::Firing), 2);
+        assert_eq!(n.count(Status::Resolved), 1);
+        assert!(n.alerts[2].ends_at.is_some());
+    }
+
+    #[test]
+    fn truncated_alerts_count_in_the_title() {
+        let n = parse(&fixture("truncated-max-alerts")).unwrap();
+        assert_eq!(n.truncated_alerts, 2);
+        assert_eq!(n.title(), "[FIRING:4] TestCase");
+    }
+
+    #[test]
+    fn unknown_fields_are_accepted() {
+        let mut v: serde_json::Value = serde_json::from_slice(&fixture("auth-bearer")).unwrap();
+        v["someFutureField"] = serde_json::json!({"x": 1});
+        v["alerts"][0]["silenceURL"] = serde_json::json!("http://x");
+        parse(&serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn bad_bodies_name_the_problem() {
+        let base: serde_json::Value = serde_json::from_slice(&fixture("auth-bearer")).unwrap();
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = base.clone();
+            f(&mut v);
+            parse(&serde_json::to_vec(&v).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(parse(b"not json")
+            .unwrap_err()
+            .to_string()
+            .contains("not a valid"));
+        assert!(with(&|v| v["version"] = "3".into()).contains("version \"3\""));
+        assert!(with(&|v| {
+            v.as_object_mut().unwrap().remove("groupKey");
+        })
+        .contains("missing field `groupKey`"));
+        assert!(with(&|v| v["alerts"] = serde_json::json!([])).contains("alerts: must hold"));
+        assert!(with(&|v| v["alerts"][0]["status"] = "pending".into())
+            .starts_with("alerts[0].status: expected"));
+        assert!(with(&|v| v["alerts"][0]["fingerprint"] = "".into())
+            .starts_with("alerts[0].fingerprint"));
+        assert!(with(&|v| v["alerts"][0]["startsAt"] = "yesterday".into())
+            .starts_with("body is not a valid"));
+        assert!(with(&|v| v["status"] = 1.into()).contains("invalid type"));
+    }
+}

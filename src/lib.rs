@@ -1,0 +1,26 @@
+//! amrelay: Alertmanager in, notifications out, nothing lost on the way.
+//!
+//! ```text
+//! ingest (HTTP, auth, wire format) -> pipeline (dedup, route) -> outbox (SQLite, durable)
+//!     -> deliver (rate limit, retry, fallback) -> sinks (slack, webhook, console)
+//! ```
+//!
+//! - [`config`]: the TOML file and env overrides, parsed once into [`config::Settings`].
+//! - [`domain`]: alerts, notifications, label matchers.
+//! - [`ingest`]: `POST /webhook/alertmanager`, auth, the Alertmanager payload.
+//! - [`pipeline`]: dedup keys and routing, pure decisions.
+//! - [`outbox`]: the durable store, with group commit.
+//! - [`deliver`]: one worker per channel: rate limit, retry schedule, fallback.
+//! - [`sinks`]: how each kind of channel sends and classifies answers.
+//! - [`telemetry`]: logs and metrics.
+//! - [`app`]: builds every part from the settings and runs until shutdown.
+
+pub mod app;
+pub mod config;
+pub mod deliver;
+pub mod domain;
+pub mod ingest;
+pub mod outbox;
+pub mod pipeline;
+pub mod sinks;
+pub mod telemetry;

@@ -1,0 +1,14 @@
+//! The durable outbox, the source of truth: a webhook is acknowledged only once its
+//! deliveries are committed here, and a delivery leaves only when its channel took it.
+//!
+//! One writer thread owns the SQLite connection and commits requests in groups, so a
+//! burst of webhooks shares one fsync instead of paying one each.
+
+mod schema;
+mod store;
+mod types;
+mod writer;
+
+pub use store::{now_ms, Limits, Store};
+pub use types::*;
+pub use writer::Outbox;

@@ -1,0 +1,66 @@
+//! The store's tables. `PRAGMA user_version` carries the schema version, and each
+//! notification row its payload format, so a newer binary can read an older store.
+
+use rusqlite::Connection;
+
+pub const SCHEMA_VERSION: i64 = 1;
+/// The JSON shape of `domain::Notification` stored in `notifications.payload`.
+pub const PAYLOAD_FORMAT: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notifications (
+    id          INTEGER PRIMARY KEY,
+    dedup_key   TEXT    NOT NULL,
+    received_at INTEGER NOT NULL,           -- ms since the epoch
+    format      INTEGER NOT NULL,
+    payload     TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_received ON notifications (received_at);
+
+CREATE TABLE IF NOT EXISTS dedup (
+    key               TEXT PRIMARY KEY,
+    first_accepted_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_age ON dedup (first_accepted_at);
+
+-- One row per (notification, channel); the worker moves it
+-- pending -> inflight -> delivered | pending (retry) | failed_over | dead.
+CREATE TABLE IF NOT EXISTS deliveries (
+    id              INTEGER PRIMARY KEY,
+    notification_id INTEGER NOT NULL REFERENCES notifications (id),
+    channel         TEXT    NOT NULL,
+    group_key       TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,        -- when the notification was accepted
+    enqueued_at     INTEGER NOT NULL,        -- start of max_age: reset by fallback and requeue
+    updated_at      INTEGER NOT NULL,
+    fallback_of     INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due   ON deliveries (channel, state, next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries (channel, group_key, state, id);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, updated_at);
+CREATE INDEX IF NOT EXISTS deliveries_notification ON deliveries (notification_id);
+
+-- One row, rewritten by the readiness probe to prove the store takes writes.
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);
+";
+
+pub fn open(conn: &Connection) -> rusqlite::Result<()> {
+    // WAL with synchronous=FULL: a commit is on disk when it returns.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "store schema version {version} is newer than this binary's {SCHEMA_VERSION}"
+        )));
+    }
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! The outbox's SQL: every state change of a delivery, run inside a caller's transaction.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::schema;
+use super::types::*;
+use crate::pipeline::dedup;
+
+pub struct Store {
+    pub(super) conn: Connection,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join("amrelay.db"))?;
+        schema::open(&conn)?;
+        Ok(Store { conn })
+    }
+
+    /// Runs one request in its own transaction (the CLI's path; the server batches).
+    pub fn run(&mut self, req: &Request, opts: &Limits) -> Result<Response, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut pending = count_open(&tx)?;
+        let resp = exec(&tx, req, opts, now_ms(), &mut pending)?;
+        tx.commit()?;
+        Ok(resp)
+    }
+
+    /// After a crash or stop nothing is in flight: those attempts' outcomes are unknown,
+    /// so they are tried again (the only source of duplicates).
+    pub fn recover_inflight(&mut self) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE deliveries SET state = 'pending', last_error = 'interrupted: amrelay stopped during the attempt' WHERE state = 'inflight'",
+            [],
+        )?)
+    }
+
+    pub fn count_open(&self) -> Result<u64, StoreError> {
+        count_open(&self.conn)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn count_open(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'inflight')",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+/// Executes one request. `open` is the count of undelivered rows, updated as rows open
+/// and close, so that `max_pending` holds within a batch.
+pub(super) fn exec(
+    tx: &Transaction,
+    req: &Request,
+    limits: &Limits,
+    now: i64,
+    open: &mut u64,
+) -> Result<Response, StoreError> {
+    match req {
+        Request::Enqueue(new) => enqueue(tx, new, limits, now, open).map(Response::Enqueued),
+        Request::Claim { channel, limit } => claim(tx, channel, *limit, now).map(Response::Claimed),
+        Request::Complete { id, completion } => {
+            complete(tx, *id, completion, now, open)?;
+            Ok(Response::Done)
+        }
+        Request::Stats => {
+            let s = stats(tx)?;
+            // Resynchronise with the rows: the CLI may have requeued dead letters.
+            *open = s.channels.iter().map(|c| c.open).sum();
+            Ok(Response::Stats(s))
+        }
+        Request::Probe => {
+            tx.execute(
+                "INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?1)",
+                [now],
+            )?;
+            Ok(Response::Done)
+        }
+        Request::DeadLetters { limit } => dead_letters(tx, *limit).map(Response::DeadLetters),
+        Request::Requeue(which) => {
+            let n = requeue(tx, which, now)?;
+            *open += n as u64;
+            Ok(Response::Count(n))
+        }
+        Request::Prune => prune(tx, limits, now).map(Response::Count),
+    }
+}
+
+fn enqueue(
+    tx: &Transaction,
+    new: &NewNotification,
+    limits: &Limits,
+    now: i64,
+    open: &mut u64,
+) -> Result<Enqueued, StoreError> {
+    let first: Option<i64> = tx
+        .query_row(
+            "SELECT first_accepted_at FROM dedup WHERE key = ?1",
+            [new.key.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if dedup::is_duplicate(first, now, limits.dedup_window) {
+        return Ok(Enqueued::Duplicate);
+    }
+    let n = new.channels.len() as u64;
+    if *open + n > limits.max_pending {
+        return Ok(Enqueued::Full {
+            pending: *open,
+            max: limits.max_pending,
+        });
+    }
+    tx.prepare_cached(
+        "INSERT INTO notifications (dedup_key, received_at, format, payload) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![new.key.as_str(), new.received_at, schema::PAYLOAD_FORMAT, new.payload])?;
+    let notification_id = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO dedup (key, first_accepted_at) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET first_accepted_at = excluded.first_accepted_at",
+    )?
+    .execute(params![new.key.as_str(), now])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at, created_at, enqueued_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?4, ?4)",
+    )?;
+    for channel in &new.channels {
+        insert.execute(params![
+            notification_id,
+            channel,
+            new.group_key,
+            now,
+            new.received_at
+        ])?;
+    }
+    *open += n;
+    Ok(Enqueued::Accepted {
+        notification_id,
+        deliveries: new.channels.len(),
+    })
+}
+
+/// Claims up to `limit` due deliveries of one channel, oldest first, never one whose
+/// group has an earlier open delivery on this channel (a resolve waits for its firing).
+fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Claim, StoreError> {
+    let ids: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT d.id FROM deliveries d
+             WHERE d.channel = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+               AND NOT EXISTS (
+                 SELECT 1 FROM deliveries e
+                 WHERE e.channel = ?1 AND e.group_key = d.group_key
+                   AND e.state IN ('pending', 'inflight') AND e.id < d.id)
+             ORDER BY d.next_attempt_at, d.id
+             LIMIT ?3",
+        )?
+        .query_map(params![channel, now, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut mark = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'inflight', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+    )?;
+    let mut load = tx.prepare_cached(
+        "SELECT d.notification_id, d.attempts, d.created_at, d.enqueued_at, n.format, n.payload
+         FROM deliveries d JOIN notifications n ON n.id = d.notification_id WHERE d.id = ?1",
+    )?;
+    let mut deliveries = Vec::with_capacity(ids.len());
+    for id in ids {
+        mark.execute(params![id, now])?;
+        deliveries.push(load.query_row([id], |r| {
+            Ok(Claimed {
+                id,
+                channel: channel.to_owned(),
+                notification_id: r.get(0)?,
+                attempts: r.get(1)?,
+                created_at: r.get(2)?,
+                enqueued_at: r.get(3)?,
+                format: r.get(4)?,
+                payload: r.get(5)?,
+            })
+        })?);
+    }
+    let next_due_at = if deliveries.is_empty() {
+        tx.prepare_cached(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE channel = ?1 AND state = 'pending'",
+        )?
+        .query_row([channel], |r| r.get(0))?
+    } else {
+        Some(now)
+    };
+    Ok(Claim {
+        deliveries,
+        next_due_at,
+    })
+}
+
+fn complete(
+    tx: &Transaction,
+    id: i64,
+    completion: &Completion,
+    now: i64,
+    open: &mut u64,
+) -> Result<(), StoreError> {
+    let changed = match completion {
+        Completion::Delivered => tx.execute(
+            "UPDATE deliveries SET state = 'delivered', last_error = NULL, updated_at = ?2 WHERE id = ?1 AND state = 'inflight'",
+            params![id, now],
+        )?,
+        Completion::RetryAt { at, error } => tx.execute(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'inflight'",
+            params![id, at, error, now],
+        )?,
+        Completion::FailOver { to, error } => {
+            let changed = tx.execute(
+                "UPDATE deliveries SET state = 'failed_over', last_error = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'inflight'",
+                params![id, error, now],
+            )?;
+            if changed == 1 {
+                tx.execute(
+                    "INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at, created_at, enqueued_at, updated_at, fallback_of)
+                     SELECT notification_id, ?2, group_key, 'pending', ?3, created_at, ?3, ?3, id FROM deliveries WHERE id = ?1",
+                    params![id, to, now],
+                )?;
+                *open += 1;
+            }
+            changed
+        }
+        Completion::Release => tx.execute(
+            "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?2 WHERE id = ?1 AND state = 'inflight'",
+            params![id, now],
+        )?,
+        Completion::Dead { error } => tx.execute(
+            "UPDATE deliveries SET state = 'dead', last_error = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'inflight'",
+            params![id, error, now],
+        )?,
+    };
+    if changed == 1 && !matches!(completion, Completion::RetryAt { .. } | Completion::Release) {
+        *open = open.saturating_sub(1);
+    }
+    Ok(())
+}
+
+fn stats(tx: &Transaction) -> Result<Stats, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT channel, COUNT(*), MIN(created_at) FROM deliveries
+         WHERE state IN ('pending', 'inflight') GROUP BY channel",
+    )?;
+    let channels = stmt
+        .query_map([], |r| {
+            Ok(ChannelStats {
+                channel: r.get(0)?,
+                open: r.get::<_, i64>(1)? as u64,
+                oldest_created_at: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let dead: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(Stats {
+        channels,
+        dead: dead as u64,
+    })
+}
+
+fn dead_letters(tx: &Transaction, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT d.id, d.channel, d.attempts, d.created_at, d.updated_at, COALESCE(d.last_error, ''), n.format, n.payload
+         FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+         WHERE d.state = 'dead' ORDER BY d.id LIMIT ?1",
+    )?;
+    let rows = stmt
+        .query_map([limit as i64], |r| {
+            Ok(DeadLetter {
+                id: r.get(0)?,
+                channel: r.get(1)?,
+                attempts: r.get(2)?,
+                created_at: r.get(3)?,
+                died_at: r.get(4)?,
+                last_error: r.get(5)?,
+                format: r.get(6)?,
+                payload: r.get(7)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn requeue(tx: &Transaction, which: &Requeue, now: i64) -> Result<usize, StoreError> {
+    let sql = "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?1, enqueued_at = ?1, updated_at = ?1
+               WHERE state = 'dead'";
+    Ok(match which {
+        Requeue::All => tx.execute(sql, [now])?,
+        Requeue::Ids(ids) => {
+            let mut stmt = tx.prepare_cached(&format!("{sql} AND id = ?2"))?;
+            let mut n = 0;
+            for id in ids {
+                n += stmt.execute(params![now, id])?;
+            }
+            n
+        }
+    })
+}
+
+/// Deletes finished deliveries older than the retention, dedup keys past the window, and
+/// notifications nothing refers to any more.
+fn prune(tx: &Transaction, limits: &Limits, now: i64) -> Result<usize, StoreError> {
+    let keep_done = now - limits.retention.as_millis() as i64;
+    let keep_keys = now - limits.dedup_window.as_millis() as i64;
+    let mut n = tx.execute(
+        "DELETE FROM deliveries WHERE state IN ('delivered', 'failed_over', 'dead') AND updated_at < ?1",
+        [keep_done],
+    )?;
+    n += tx.execute(
+        "DELETE FROM dedup WHERE first_accepted_at < ?1",
+        [keep_keys],
+    )?;
+    n += tx.execute(
+        "DELETE FROM notifications WHERE received_at < ?1
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id)",
+        [keep_keys.min(keep_done)],
+    )?;
+    Ok(n)
+}
+
+/// What the writer needs to know to accept or refuse.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_pending: u64,
+    pub dedup_window: Duration,
+    pub retention: Duration,
+}

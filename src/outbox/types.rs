@@ -1,0 +1,143 @@
+//! What goes in and out of the outbox.
+
+use crate::pipeline::DedupKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Io(String),
+    #[error("store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// True when the disk is full: the caller answers 503 and Alertmanager retries.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
+#[derive(Debug)]
+pub struct NewNotification {
+    pub key: DedupKey,
+    pub group_key: String,
+    pub received_at: i64,
+    /// `domain::Notification` as JSON, in `schema::PAYLOAD_FORMAT`.
+    pub payload: String,
+    pub channels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    Accepted {
+        notification_id: i64,
+        deliveries: usize,
+    },
+    Duplicate,
+    Full {
+        pending: u64,
+        max: u64,
+    },
+}
+
+#[derive(Debug)]
+pub struct Claimed {
+    pub id: i64,
+    pub channel: String,
+    pub notification_id: i64,
+    /// Attempts including this one.
+    pub attempts: u32,
+    pub created_at: i64,
+    pub enqueued_at: i64,
+    pub format: i64,
+    pub payload: String,
+}
+
+#[derive(Debug)]
+pub struct Claim {
+    pub deliveries: Vec<Claimed>,
+    /// When the channel's next pending delivery is due, if it has one.
+    pub next_due_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    Delivered,
+    RetryAt {
+        at: i64,
+        error: String,
+    },
+    FailOver {
+        to: String,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
+    /// Not attempted after all (amrelay is stopping): pending again, attempt not counted.
+    Release,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Requeue {
+    All,
+    Ids(Vec<i64>),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub channels: Vec<ChannelStats>,
+    pub dead: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelStats {
+    pub channel: String,
+    pub open: u64,
+    pub oldest_created_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub channel: String,
+    pub attempts: u32,
+    pub created_at: i64,
+    pub died_at: i64,
+    pub last_error: String,
+    pub format: i64,
+    pub payload: String,
+}
+
+#[derive(Debug)]
+pub enum Request {
+    Enqueue(NewNotification),
+    Claim {
+        channel: String,
+        limit: usize,
+    },
+    Complete {
+        id: i64,
+        completion: Completion,
+    },
+    Stats,
+    DeadLetters {
+        limit: usize,
+    },
+    Requeue(Requeue),
+    Prune,
+    /// A small write, for the readiness probe.
+    Probe,
+}
+
+#[derive(Debug)]
+pub enum Response {
+    Enqueued(Enqueued),
+    Claimed(Claim),
+    Done,
+    Stats(Stats),
+    DeadLetters(Vec<DeadLetter>),
+    Count(usize),
+}

@@ -1,0 +1,193 @@
+//! The writer thread and the async handle the rest of amrelay talks to.
+
+use std::path::Path;
+use std::thread;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::store::{self, Limits, Store};
+use super::types::*;
+
+/// Most requests one transaction takes; enough to amortise the fsync, small enough to
+/// keep the first request's wait short.
+const MAX_BATCH: usize = 512;
+const QUEUE: usize = 16 * 1024;
+
+struct Cmd {
+    req: Request,
+    reply: oneshot::Sender<Result<Response, StoreError>>,
+}
+
+/// A cheap, cloneable handle to the outbox.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Cmd>,
+    /// Bumped after every commit that made deliveries due now; workers watch it.
+    wake: watch::Receiver<u64>,
+}
+
+impl Outbox {
+    /// Opens the store, returns interrupted attempts to pending and starts the writer.
+    pub fn open(
+        dir: &Path,
+        limits: Limits,
+    ) -> Result<(Outbox, thread::JoinHandle<()>), StoreError> {
+        let mut store = Store::open(dir)?;
+        let recovered = store.recover_inflight()?;
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "deliveries were in flight when amrelay last stopped; trying them again"
+            );
+        }
+        let open = store.count_open()?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (wake_tx, wake) = watch::channel(0);
+        let handle = thread::Builder::new()
+            .name("amrelay-outbox".into())
+            .spawn(move || run(store, rx, limits, open, wake_tx))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok((Outbox { tx, wake }, handle))
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake.clone()
+    }
+
+    async fn call(&self, req: Request) -> Result<Response, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd { req, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn enqueue(&self, new: NewNotification) -> Result<Enqueued, StoreError> {
+        match self.call(Request::Enqueue(new)).await? {
+            Response::Enqueued(e) => Ok(e),
+            other => unreachable_response(other),
+        }
+    }
+
+    pub async fn claim(&self, channel: &str, limit: usize) -> Result<Claim, StoreError> {
+        match self
+            .call(Request::Claim {
+                channel: channel.to_owned(),
+                limit,
+            })
+            .await?
+        {
+            Response::Claimed(c) => Ok(c),
+            other => unreachable_response(other),
+        }
+    }
+
+    pub async fn complete(&self, id: i64, completion: Completion) -> Result<(), StoreError> {
+        self.call(Request::Complete { id, completion })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        match self.call(Request::Stats).await? {
+            Response::Stats(s) => Ok(s),
+            other => unreachable_response(other),
+        }
+    }
+
+    /// Proves the store takes a write.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.call(Request::Probe).await.map(|_| ())
+    }
+
+    pub async fn prune(&self) -> Result<usize, StoreError> {
+        match self.call(Request::Prune).await? {
+            Response::Count(n) => Ok(n),
+            other => unreachable_response(other),
+        }
+    }
+}
+
+fn unreachable_response<T>(other: Response) -> Result<T, StoreError> {
+    Err(StoreError::Io(format!(
+        "outbox answered with the wrong response: {other:?}"
+    )))
+}
+
+fn run(
+    mut store: Store,
+    mut rx: mpsc::Receiver<Cmd>,
+    limits: Limits,
+    mut open: u64,
+    wake: watch::Sender<u64>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        let now = store::now_ms();
+        let results = match exec_batch(&mut store, &batch, &limits, now, &mut open) {
+            Ok(results) => results,
+            // One bad request must not fail its neighbours: run each alone.
+            Err(_) => batch
+                .iter()
+                .map(|cmd| {
+                    match exec_batch(
+                        &mut store,
+                        std::slice::from_ref(cmd),
+                        &limits,
+                        now,
+                        &mut open,
+                    ) {
+                        Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Closed)),
+                        Err(e) => Err(e),
+                    }
+                })
+                .collect(),
+        };
+        let mut woke = false;
+        for (cmd, result) in batch.drain(..).zip(results) {
+            woke |= makes_work(&cmd.req, &result);
+            let _ = cmd.reply.send(result);
+        }
+        if woke {
+            wake.send_modify(|g| *g = g.wrapping_add(1));
+        }
+    }
+}
+
+/// Runs a batch in one transaction. Err means nothing was committed.
+fn exec_batch(
+    store: &mut Store,
+    batch: &[Cmd],
+    limits: &Limits,
+    now: i64,
+    open: &mut u64,
+) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
+    let mut scratch = *open;
+    let tx = store.conn.transaction()?;
+    let mut out = Vec::with_capacity(batch.len());
+    for cmd in batch {
+        out.push(Ok(store::exec(&tx, &cmd.req, limits, now, &mut scratch)?));
+    }
+    tx.commit()?;
+    *open = scratch;
+    Ok(out)
+}
+
+fn makes_work(req: &Request, result: &Result<Response, StoreError>) -> bool {
+    match (req, result) {
+        (Request::Enqueue(_), Ok(Response::Enqueued(Enqueued::Accepted { .. }))) => true,
+        (Request::Complete { completion, .. }, Ok(_)) => {
+            !matches!(completion, Completion::RetryAt { .. })
+        }
+        (Request::Requeue(_), Ok(Response::Count(n))) => *n > 0,
+        _ => false,
+    }
+}

@@ -1,0 +1,122 @@
+//! Which channels a notification goes to: the first route whose matchers all hold wins,
+//! unless it says `continue`. A notification is never split.
+
+use crate::config::RouteSettings;
+use crate::domain::{LabelSet, Notification};
+
+/// The pseudo-label that carries Alertmanager's receiver name into the matchers.
+pub const RECEIVER_LABEL: &str = "receiver";
+
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<RouteSettings>,
+}
+
+impl Router {
+    pub fn new(routes: Vec<RouteSettings>) -> Self {
+        Router { routes }
+    }
+
+    /// The channels for `n`, each once, in route order. Never empty when the last route
+    /// is a catch-all, which config loading guarantees.
+    pub fn route(&self, n: &Notification) -> Vec<String> {
+        let mut labels: LabelSet = n.common_labels.clone();
+        labels.insert(RECEIVER_LABEL, n.receiver.clone());
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.routes {
+            if r.matchers.iter().all(|m| m.matches(&labels)) {
+                for c in &r.channels {
+                    if !out.contains(c) {
+                        out.push(c.clone());
+                    }
+                }
+                if !r.continue_ {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Matcher;
+    use crate::ingest::wire;
+
+    fn route(matchers: &[&str], channels: &[&str], continue_: bool) -> RouteSettings {
+        RouteSettings {
+            matchers: matchers
+                .iter()
+                .map(|m| Matcher::parse(m).unwrap())
+                .collect(),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            continue_,
+        }
+    }
+
+    fn primary_down() -> Notification {
+        let path = format!(
+            "{}/tests/fixtures/alertmanager/primary-down-firing.raw.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        wire::parse(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn first_match_wins() {
+        let r = Router::new(vec![
+            route(&[r#"alertname=~"Primary.*""#], &["pager"], false),
+            route(&[r#"alertname=~".*""#], &["chat"], false),
+            route(&[], &["catch"], false),
+        ]);
+        assert_eq!(r.route(&primary_down()), vec!["pager"]);
+    }
+
+    #[test]
+    fn continue_adds_later_matches_once() {
+        let r = Router::new(vec![
+            route(&[r#"alertname="PrimaryDown""#], &["pager", "chat"], true),
+            route(&[r#"alertname!="Other""#], &["chat", "hook"], false),
+            route(&[], &["catch"], false),
+        ]);
+        assert_eq!(r.route(&primary_down()), vec!["pager", "chat", "hook"]);
+    }
+
+    #[test]
+    fn unmatched_goes_to_the_catch_all() {
+        let r = Router::new(vec![
+            route(&[r#"severity="page-me-never""#], &["pager"], false),
+            route(&[], &["catch"], false),
+        ]);
+        assert_eq!(r.route(&primary_down()), vec!["catch"]);
+    }
+
+    #[test]
+    fn all_matchers_of_a_route_must_hold() {
+        let r = Router::new(vec![
+            route(
+                &[r#"alertname="PrimaryDown""#, r#"severity="info""#],
+                &["a"],
+                false,
+            ),
+            route(&[], &["b"], false),
+        ]);
+        assert_eq!(r.route(&primary_down()), vec!["b"]);
+    }
+
+    #[test]
+    fn the_receiver_pseudo_label_can_be_matched() {
+        let n = primary_down();
+        let r = Router::new(vec![
+            route(
+                &[&format!("receiver=\"{}\"", n.receiver)],
+                &["by-receiver"],
+                false,
+            ),
+            route(&[], &["catch"], false),
+        ]);
+        assert_eq!(r.route(&n), vec!["by-receiver"]);
+    }
+}

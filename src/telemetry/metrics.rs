@@ -1,0 +1,226 @@
+//! Every metric amrelay exports, in one place. Names follow Prometheus conventions;
+//! counters get `_total` from the client library.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelReasonLabels {
+    pub channel: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub channel: String,
+    /// delivered | retryable | permanent
+    pub outcome: String,
+}
+
+/// Webhook rejection reasons, initialised at zero.
+pub const REJECT_REASONS: &[&str] = &[
+    "unauthorized",
+    "too_large",
+    "bad_payload",
+    "store_full",
+    "store_error",
+];
+/// Delivery failure reasons that end a delivery on its channel.
+pub const FAIL_REASONS: &[&str] = &["permanent", "max_attempts", "max_age"];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub received: Counter,
+    pub rejected: Family<ReasonLabels, Counter>,
+    pub deduplicated: Counter,
+    pub enqueued: Family<ChannelLabels, Counter>,
+    pub delivered: Family<ChannelLabels, Counter>,
+    pub failed: Family<ChannelReasonLabels, Counter>,
+    pub attempts: Family<AttemptLabels, Counter>,
+    pub fallbacks: Family<ChannelLabels, Counter>,
+    pub dead_lettered: Family<ChannelLabels, Counter>,
+    pub rate_limited_waits: Family<ChannelLabels, Counter>,
+    pub queue_depth: Family<ChannelLabels, Gauge>,
+    pub oldest_pending_age: Family<ChannelLabels, Gauge<f64, AtomicU64>>,
+    pub dead_letters: Gauge,
+    pub latency: Family<ChannelLabels, Histogram>,
+    pub attempt_duration: Family<ChannelLabels, Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms .. ~80 min
+    Histogram::new(exponential_buckets(0.005, 2.5, 14))
+}
+
+fn attempt_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.5, 12))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            received: Counter::default(),
+            rejected: Family::default(),
+            deduplicated: Counter::default(),
+            enqueued: Family::default(),
+            delivered: Family::default(),
+            failed: Family::default(),
+            attempts: Family::default(),
+            fallbacks: Family::default(),
+            dead_lettered: Family::default(),
+            rate_limited_waits: Family::default(),
+            queue_depth: Family::default(),
+            oldest_pending_age: Family::default(),
+            dead_letters: Gauge::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            attempt_duration: Family::new_with_constructor(attempt_histogram),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "amrelay_webhooks_received",
+            "Webhooks received from Alertmanager",
+            m.received.clone(),
+        );
+        r.register(
+            "amrelay_webhooks_rejected",
+            "Webhooks refused, by reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "amrelay_notifications_deduplicated",
+            "Notifications accepted with 200 but not delivered again (seen within dedup.window)",
+            m.deduplicated.clone(),
+        );
+        r.register(
+            "amrelay_deliveries_enqueued",
+            "Deliveries committed to the outbox",
+            m.enqueued.clone(),
+        );
+        r.register(
+            "amrelay_deliveries_delivered",
+            "Deliveries the channel accepted",
+            m.delivered.clone(),
+        );
+        r.register(
+            "amrelay_deliveries_failed",
+            "Deliveries that ended without success on a channel, by reason",
+            m.failed.clone(),
+        );
+        r.register(
+            "amrelay_delivery_attempts",
+            "Delivery attempts, by outcome",
+            m.attempts.clone(),
+        );
+        r.register(
+            "amrelay_fallbacks",
+            "Deliveries handed to the channel's fallback",
+            m.fallbacks.clone(),
+        );
+        r.register(
+            "amrelay_dead_lettered",
+            "Deliveries moved to the dead letters",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "amrelay_rate_limited_waits",
+            "Attempts that waited for the channel's rate limit",
+            m.rate_limited_waits.clone(),
+        );
+        r.register(
+            "amrelay_queue_depth",
+            "Undelivered deliveries in the outbox",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "amrelay_oldest_pending_age_seconds",
+            "Age of the oldest undelivered delivery",
+            m.oldest_pending_age.clone(),
+        );
+        r.register(
+            "amrelay_dead_letters",
+            "Deliveries in the dead letters now",
+            m.dead_letters.clone(),
+        );
+        r.register(
+            "amrelay_delivery_latency_seconds",
+            "Time from webhook received to the channel accepting the delivery",
+            m.latency.clone(),
+        );
+        r.register(
+            "amrelay_delivery_attempt_duration_seconds",
+            "Duration of one delivery attempt",
+            m.attempt_duration.clone(),
+        );
+        for reason in REJECT_REASONS {
+            let _ = m.rejected.get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            });
+        }
+        m
+    }
+
+    /// Creates a channel's series at zero, so dashboards show them before the first event.
+    pub fn init_channel(&self, channel: &str) {
+        let c = ChannelLabels {
+            channel: channel.to_owned(),
+        };
+        let _ = self.enqueued.get_or_create(&c);
+        let _ = self.delivered.get_or_create(&c);
+        let _ = self.fallbacks.get_or_create(&c);
+        let _ = self.dead_lettered.get_or_create(&c);
+        let _ = self.rate_limited_waits.get_or_create(&c);
+        let _ = self.queue_depth.get_or_create(&c);
+        let _ = self.oldest_pending_age.get_or_create(&c);
+        let _ = self.latency.get_or_create(&c);
+        for outcome in ["delivered", "retryable", "permanent"] {
+            let _ = self.attempts.get_or_create(&AttemptLabels {
+                channel: channel.to_owned(),
+                outcome: outcome.to_owned(),
+            });
+        }
+        for reason in FAIL_REASONS {
+            let _ = self.failed.get_or_create(&ChannelReasonLabels {
+                channel: channel.to_owned(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    pub fn channel(channel: &str) -> ChannelLabels {
+        ChannelLabels {
+            channel: channel.to_owned(),
+        }
+    }
+
+    pub fn reject(&self, reason: &str) {
+        let _ = self
+            .rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
