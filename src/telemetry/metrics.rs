@@ -5,7 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
@@ -63,12 +63,13 @@ pub struct Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    // 5 ms .. ~80 min
-    Histogram::new(exponential_buckets(0.005, 2.5, 14))
+    Histogram::new(
+        [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0].into_iter(),
+    )
 }
 
 fn attempt_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.5, 12))
+    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter())
 }
 
 impl Metrics {

@@ -1,0 +1,158 @@
+//! `spawn_app`: amrelay on port 0 with a config written for the test, plus ways to wait
+//! on its metrics instead of sleeping.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use amrelay::app::App;
+use amrelay::config::Settings;
+use tokio::sync::oneshot;
+
+pub const BEARER: &str = "test-bearer-token-123";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/alertmanager/{name}.raw.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A fixture with its group key made unique, so each test's notifications are new.
+pub fn notification(name: &str, group: &str) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture(name)).unwrap();
+    v["groupKey"] = format!("{{}}:{{group=\"{group}\"}}").into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Writes `config` (TOML; `{dir}` is replaced by the test's temp dir) and starts amrelay.
+pub async fn spawn_app(config: &str) -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), config).await
+}
+
+/// Starts amrelay on `dir` (a restart when the dir holds a store already).
+pub async fn spawn_app_in(dir: tempfile::TempDir, config: &str) -> TestApp {
+    let settings = settings_in(dir.path(), config);
+    let app = App::build(settings).await.expect("app starts");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        dir,
+        client: reqwest::Client::new(),
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+/// Loads `config` (`{dir}` stands for the test's dir) with port 0 and the store in `dir`.
+pub fn settings_in(dir: &Path, config: &str) -> Settings {
+    std::fs::write(dir.join("bearer.token"), format!("{BEARER}\n")).unwrap();
+    std::fs::write(dir.join("slack.token"), "xoxb-test-token\n").unwrap();
+    let path = dir.join("amrelay.toml");
+    std::fs::write(&path, config.replace("{dir}", &dir.display().to_string())).unwrap();
+    let mut settings = Settings::load(Some(&path)).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.storage.path = store_path(dir);
+    settings
+}
+
+pub fn store_path(dir: &Path) -> PathBuf {
+    dir.join("store")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post(&self, body: Vec<u8>) -> (u16, serde_json::Value) {
+        self.post_with(body, Some(BEARER)).await
+    }
+
+    pub async fn post_with(&self, body: Vec<u8>, bearer: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .post(self.url("/webhook/alertmanager"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let json = r.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// The value of one sample (`name{labels}` exactly as exposed), 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metric_in(&text, sample)
+    }
+
+    /// Polls `/metrics` until `sample` reaches `at_least`: waits on the condition, not a guess.
+    pub async fn wait_metric(&self, sample: &str, at_least: f64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let v = self.metric(sample).await;
+            if v >= at_least {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {timeout:?}: {sample} = {v}, wanted >= {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        self.dir
+    }
+}
+
+pub fn metric_in(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A config with one Slack channel on `fake` (rate limit as given) and a catch-all route.
+pub fn slack_config(api_url: &str, extra_channel_keys: &str) -> String {
+    format!(
+        r##"
+[[channels]]
+name = "ops-slack"
+kind = "slack"
+api_url = "{api_url}"
+token_file = "{{dir}}/slack.token"
+channel = "#ops"
+backoff_min = "50ms"
+backoff_max = "200ms"
+{extra_channel_keys}
+
+[[routes]]
+channels = ["ops-slack"]
+"##
+    )
+}

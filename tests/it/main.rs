@@ -1,0 +1,10 @@
+//! amrelay's integration tests: the app on port 0 against fakes written from the vendors'
+//! documentation, the binary killed mid-delivery, and the real Alertmanager.
+
+mod helpers;
+mod fakes;
+
+mod alertmanager;
+mod crash;
+mod delivery;
+mod ingest;
