@@ -202,8 +202,11 @@ impl Settings {
             .enumerate()
             .filter_map(|(i, c)| channel(i, c, &mut p))
             .collect();
-        check_channel_graph(&channels, &mut p);
-        let routes = routes(&raw_routes, &channels, &mut p);
+        // Routes and fallbacks may name a channel that has problems of its own: those
+        // problems are reported once, at the channel.
+        let names: Vec<&str> = raw_channels.iter().filter_map(|c| c.name.as_deref()).collect();
+        check_channel_graph(&channels, &names, &mut p);
+        let routes = routes(&raw_routes, &names, &mut p);
 
         p.finish(Settings {
             server,
@@ -406,7 +409,7 @@ fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<ChannelSettings
     })
 }
 
-fn check_channel_graph(channels: &[ChannelSettings], p: &mut Problems) {
+fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], p: &mut Problems) {
     let mut seen = HashSet::new();
     for (i, c) in channels.iter().enumerate() {
         if !seen.insert(c.name.as_str()) {
@@ -443,7 +446,7 @@ fn check_channel_graph(channels: &[ChannelSettings], p: &mut Problems) {
     }
 }
 
-fn routes(raw: &[RawRoute], channels: &[ChannelSettings], p: &mut Problems) -> Vec<RouteSettings> {
+fn routes(raw: &[RawRoute], names: &[&str], p: &mut Problems) -> Vec<RouteSettings> {
     if raw.is_empty() {
         p.push::<()>(
             "routes",
@@ -467,7 +470,7 @@ fn routes(raw: &[RawRoute], channels: &[ChannelSettings], p: &mut Problems) -> V
             );
         }
         for (j, c) in r.channels.iter().enumerate() {
-            if !channels.iter().any(|x| &x.name == c) {
+            if !names.contains(&c.as_str()) {
                 p.push::<()>(
                     format!("routes[{i}].channels[{j}]"),
                     format!("no channel is named {c:?}"),

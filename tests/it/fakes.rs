@@ -46,6 +46,8 @@ pub struct Received {
     pub json: Value,
     /// What the fake answered (None while held by `Hang`).
     pub answered: Option<u16>,
+    /// Whether that answer meant "taken" (Slack: 200 with `ok:true`).
+    pub accepted: bool,
 }
 
 #[derive(Default)]
@@ -131,11 +133,7 @@ impl Fake {
 
     /// Bodies the fake accepted with 2xx.
     pub fn accepted(&self) -> Vec<Value> {
-        self.received()
-            .into_iter()
-            .filter(|r| matches!(r.answered, Some(s) if (200..300).contains(&s)) && r.json.get("ok") != Some(&json!(false)))
-            .map(|r| r.json)
-            .collect()
+        self.received().into_iter().filter(|r| r.accepted).map(|r| r.json).collect()
     }
 
     /// Waits until `pred` holds over what was received, or panics after `timeout`.
@@ -166,17 +164,21 @@ impl Fake {
             body: body.to_vec(),
             json: serde_json::from_slice(body).unwrap_or(Value::Null),
             answered: None,
+            accepted: false,
         });
         inner.received.len() - 1
     }
 
-    fn answered(&self, i: usize, status: u16) {
-        self.inner.lock().unwrap().received[i].answered = Some(status);
+    fn answered(&self, i: usize, status: u16, accepted: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.received[i].answered = Some(status);
+        inner.received[i].accepted = accepted;
+        drop(inner);
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Plays one scripted answer: returns the status and whether it was a success.
-    async fn play(&self, i: usize) -> Option<(StatusCode, Option<u64>, Option<&'static str>)> {
+    /// Plays the next scripted answer: status, Retry-After, Slack error.
+    async fn play(&self) -> (StatusCode, Option<u64>, Option<&'static str>) {
         let answer = self.next_answer();
         self.changed.send_modify(|n| *n += 1);
         let out = match answer {
@@ -193,8 +195,7 @@ impl Fake {
                 (StatusCode::OK, None, None)
             }
         };
-        let _ = i;
-        Some(out)
+        out
     }
 }
 
@@ -211,7 +212,7 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
         _ => None,
     };
     if let Some(e) = early {
-        fake.answered(i, 200);
+        fake.answered(i, 200, false);
         return (StatusCode::OK, axum::Json(json!({"ok": false, "error": e}))).into_response();
     }
     {
@@ -221,13 +222,13 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
             if inner.last_accepted.is_some_and(|t| now.duration_since(t) < min) {
                 inner.refused_429 += 1;
                 drop(inner);
-                fake.answered(i, 429);
+                fake.answered(i, 429, false);
                 return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], axum::Json(json!({"ok": false, "error": "ratelimited"})))
                     .into_response();
             }
         }
     }
-    let Some((status, retry_after, error)) = fake.play(i).await else { unreachable!() };
+    let (status, retry_after, error) = fake.play().await;
     let body = match error {
         Some(e) => json!({"ok": false, "error": e}),
         None if status == StatusCode::OK => {
@@ -236,11 +237,11 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
         }
         // Slack's edge answers a 5xx with an HTML page, not its JSON envelope.
         None => {
-            fake.answered(i, status.as_u16());
+            fake.answered(i, status.as_u16(), false);
             return (status, "<html><body>Service Unavailable</body></html>").into_response();
         }
     };
-    fake.answered(i, status.as_u16());
+    fake.answered(i, status.as_u16(), status == StatusCode::OK && error.is_none());
     let mut r = (status, axum::Json(body)).into_response();
     if let Some(s) = retry_after {
         r.headers_mut().insert("retry-after", s.to_string().parse().unwrap());
@@ -250,8 +251,8 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
 
 async fn webhook_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
     let i = fake.record(headers, &body);
-    let Some((status, retry_after, _)) = fake.play(i).await else { unreachable!() };
-    fake.answered(i, status.as_u16());
+    let (status, retry_after, _) = fake.play().await;
+    fake.answered(i, status.as_u16(), status.is_success());
     let mut r = (status, "").into_response();
     if let Some(s) = retry_after {
         r.headers_mut().insert("retry-after", s.to_string().parse().unwrap());
