@@ -426,10 +426,12 @@ fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], p: &mut Pro
         let mut next = Some(first.as_str());
         while let Some(n) = next {
             let Some(target) = channels.iter().find(|x| x.name == n) else {
-                p.push::<()>(
-                    format!("channels[{i}].fallback"),
-                    format!("no channel is named {n:?}"),
-                );
+                if !names.contains(&n) {
+                    p.push::<()>(
+                        format!("channels[{i}].fallback"),
+                        format!("no channel is named {n:?}"),
+                    );
+                }
                 break;
             };
             if chain.contains(&n) {
