@@ -185,7 +185,13 @@ impl Settings {
                     format!("expected \"text\" or \"json\", got {other:?}"),
                 ),
             },
-            level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
+            level: match raw.log.level.clone().unwrap_or_else(|| "info".into()) {
+                l if tracing_subscriber::EnvFilter::try_new(&l).is_ok() => l,
+                l => p.push(
+                    "log.level",
+                    format!("expected a level like \"info\" or a filter like \"amrelay=debug,info\", got {l:?}"),
+                ),
+            },
         };
 
         let (raw_channels, raw_routes) =
@@ -204,7 +210,10 @@ impl Settings {
             .collect();
         // Routes and fallbacks may name a channel that has problems of its own: those
         // problems are reported once, at the channel.
-        let names: Vec<&str> = raw_channels.iter().filter_map(|c| c.name.as_deref()).collect();
+        let names: Vec<&str> = raw_channels
+            .iter()
+            .filter_map(|c| c.name.as_deref())
+            .collect();
         check_channel_graph(&channels, &names, &mut p);
         let routes = routes(&raw_routes, &names, &mut p);
 

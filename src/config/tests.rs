@@ -66,6 +66,8 @@ fn a_valid_file_loads_with_typed_values() {
 fn every_problem_is_reported_with_its_key() {
     let got = problems(
         r##"
+        [log]
+        level = "loud=="
         [storage]
         retention = "forever"
         [[channels]]
@@ -84,6 +86,7 @@ fn every_problem_is_reported_with_its_key() {
     let text = got.join("\n");
     for key in [
         "storage.retention:",
+        "log.level:",
         "channels[0].token_file:",
         "channels[0].rate_limit: expected \"N/s\", \"N/m\" or \"N/h\", got \"fast\"",
         "channels[1].kind:",

@@ -25,8 +25,9 @@ CREATE INDEX IF NOT EXISTS dedup_age ON dedup (first_accepted_at);
 
 -- One row per (notification, channel); the worker moves it
 -- pending -> inflight -> delivered | pending (retry) | failed_over | dead.
+-- AUTOINCREMENT: an id is never reused after pruning, so `webhook-id` stays unique.
 CREATE TABLE IF NOT EXISTS deliveries (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     notification_id INTEGER NOT NULL REFERENCES notifications (id),
     channel         TEXT    NOT NULL,
     group_key       TEXT    NOT NULL,

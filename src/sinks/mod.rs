@@ -104,6 +104,9 @@ pub fn http_client() -> reqwest::Client {
         .user_agent(concat!("amrelay/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))
+        // A redirect would turn the POST into a GET whose 2xx proves nothing: a 3xx is
+        // answered as the permanent failure it is.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }

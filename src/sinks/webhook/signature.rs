@@ -11,13 +11,26 @@ use sha2::Sha256;
 pub struct SigningKey(SecretSlice<u8>);
 
 impl SigningKey {
-    pub fn from_secret(secret: &SecretString) -> Self {
+    /// Refuses a `whsec_` secret whose rest is not base64: receivers using the Standard
+    /// Webhooks libraries would reject every signature made with it.
+    pub fn parse(secret: &SecretString) -> Result<Self, String> {
         let s = secret.expose_secret();
-        let bytes = s
-            .strip_prefix("whsec_")
-            .and_then(|b64| STANDARD.decode(b64).ok())
-            .unwrap_or_else(|| s.as_bytes().to_vec());
-        SigningKey(SecretSlice::from(bytes))
+        let bytes = match s.strip_prefix("whsec_") {
+            Some(b64) => STANDARD.decode(b64).map_err(|_| {
+                "a secret starting with \"whsec_\" must be base64 after the prefix".to_owned()
+            })?,
+            None => s.as_bytes().to_vec(),
+        };
+        Ok(SigningKey(SecretSlice::from(bytes)))
+    }
+
+    /// For a secret that config loading already checked with `parse`.
+    pub fn from_secret(secret: &SecretString) -> Self {
+        Self::parse(secret).unwrap_or_else(|_| {
+            SigningKey(SecretSlice::from(
+                secret.expose_secret().as_bytes().to_vec(),
+            ))
+        })
     }
 }
 
@@ -48,6 +61,12 @@ mod tests {
             sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    #[test]
+    fn a_whsec_secret_that_is_not_base64_is_refused() {
+        assert!(SigningKey::parse(&SecretString::from("whsec_not base64!")).is_err());
+        assert!(SigningKey::parse(&SecretString::from("plain-secret")).is_ok());
     }
 
     #[test]
