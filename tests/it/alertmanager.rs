@@ -25,7 +25,11 @@ impl Drop for Killed {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn alertmanager(dir: &Path, i: usize, web: u16, cluster: u16, peer: u16) -> Child {
@@ -33,7 +37,10 @@ fn alertmanager(dir: &Path, i: usize, web: u16, cluster: u16, peer: u16) -> Chil
     std::fs::create_dir_all(&data).unwrap();
     let log = std::fs::File::create(dir.join(format!("am{i}.log"))).unwrap();
     Command::new(BINARY)
-        .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("alertmanager.yml").display()
+        ))
         .arg(format!("--storage.path={}", data.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{web}"))
         .arg(format!("--cluster.listen-address=127.0.0.1:{cluster}"))
@@ -53,7 +60,13 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Val
 }
 
 /// Polls `url` until `pred` holds on its text.
-async fn wait_text(client: &reqwest::Client, url: &str, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+async fn wait_text(
+    client: &reqwest::Client,
+    url: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Ok(r) = client.get(url).send().await {
@@ -61,7 +74,10 @@ async fn wait_text(client: &reqwest::Client, url: &str, what: &str, timeout: Dur
                 return;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what} at {url}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} at {url}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -69,7 +85,10 @@ async fn wait_text(client: &reqwest::Client, url: &str, what: &str, timeout: Dur
 fn failed_webhook_notifications(metrics: &str) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("alertmanager_notification_requests_failed_total{") && l.contains("integration=\"webhook\""))
+        .filter(|l| {
+            l.starts_with("alertmanager_notification_requests_failed_total{")
+                && l.contains("integration=\"webhook\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -109,7 +128,11 @@ receivers:
         .arg(dir.path().join("alertmanager.yml"))
         .output()
         .expect("amtool (prometheus-alertmanager package)");
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 
     let (web0, web1, c0, c1) = (free_port(), free_port(), free_port(), free_port());
     let _ams = Killed(vec![
@@ -121,11 +144,16 @@ receivers:
         let url = format!("http://127.0.0.1:{web}/api/v2/status");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let peers = get_json(&client, &url).await.and_then(|s| s["cluster"]["peers"].as_array().map(Vec::len));
+            let peers = get_json(&client, &url)
+                .await
+                .and_then(|s| s["cluster"]["peers"].as_array().map(Vec::len));
             if peers == Some(2) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "cluster did not form; see am*.log");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cluster did not form; see am*.log"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -139,36 +167,70 @@ receivers:
         "generatorURL": "http://127.0.0.1:9090/graph"
     }]);
     for web in [web0, web1] {
-        let r = client.post(format!("http://127.0.0.1:{web}/api/v2/alerts")).json(&alert).send().await.unwrap();
+        let r = client
+            .post(format!("http://127.0.0.1:{web}/api/v2/alerts"))
+            .json(&alert)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     // amrelay is down: both instances try and fail (seen in their own metrics).
     for web in [web0, web1] {
-        wait_text(&client, &format!("http://127.0.0.1:{web}/metrics"), "a failed webhook notification", Duration::from_secs(60), |m| {
-            failed_webhook_notifications(m) >= 1.0
-        })
+        wait_text(
+            &client,
+            &format!("http://127.0.0.1:{web}/metrics"),
+            "a failed webhook notification",
+            Duration::from_secs(60),
+            |m| failed_webhook_notifications(m) >= 1.0,
+        )
         .await;
     }
 
     // Now amrelay comes up on the port Alertmanager was configured with.
     let mut settings = settings_in(dir.path(), &slack_config(&slack.slack_api_url(), ""));
     settings.server.listen = format!("127.0.0.1:{relay_port}").parse().unwrap();
-    settings.server.auth = Some(amrelay::config::WebhookAuth::Bearer(BEARER.to_owned().into()));
+    settings.server.auth = Some(amrelay::config::WebhookAuth::Bearer(
+        BEARER.to_owned().into(),
+    ));
     let app = App::build(settings).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async {
         let _ = rx.await;
     }));
-    let relay = TestAppView { base: format!("http://127.0.0.1:{relay_port}"), client: client.clone() };
+    let relay = TestAppView {
+        base: format!("http://127.0.0.1:{relay_port}"),
+        client: client.clone(),
+    };
 
     // Both instances' retries arrive: received >= 2, deduplicated >= 1.
-    relay.wait_metric("amrelay_webhooks_received_total", 2.0).await;
-    relay.wait_metric("amrelay_notifications_deduplicated_total", 1.0).await;
-    relay.wait_metric("amrelay_deliveries_delivered_total{channel=\"ops-slack\"}", 1.0).await;
+    relay
+        .wait_metric("amrelay_webhooks_received_total", 2.0)
+        .await;
+    relay
+        .wait_metric("amrelay_notifications_deduplicated_total", 1.0)
+        .await;
+    relay
+        .wait_metric(
+            "amrelay_deliveries_delivered_total{channel=\"ops-slack\"}",
+            1.0,
+        )
+        .await;
     let posted = slack.accepted();
-    assert_eq!(posted.len(), 1, "one Slack message for one notification: {posted:?}");
-    assert!(posted[0]["blocks"].to_string().contains("[FIRING:1] PrimaryDown"));
-    assert_eq!(relay.metric("amrelay_webhooks_rejected_total{reason=\"unauthorized\"}").await, 0.0);
+    assert_eq!(
+        posted.len(),
+        1,
+        "one Slack message for one notification: {posted:?}"
+    );
+    assert!(posted[0]["blocks"]
+        .to_string()
+        .contains("[FIRING:1] PrimaryDown"));
+    assert_eq!(
+        relay
+            .metric("amrelay_webhooks_rejected_total{reason=\"unauthorized\"}")
+            .await,
+        0.0
+    );
 
     let _ = tx.send(());
     handle.await.unwrap().unwrap();
@@ -181,7 +243,15 @@ struct TestAppView {
 
 impl TestAppView {
     async fn metric(&self, sample: &str) -> f64 {
-        let text = self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap();
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         metric_in(&text, sample)
     }
 
@@ -192,7 +262,10 @@ impl TestAppView {
             if v >= at_least {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out: {sample} = {v}, wanted >= {at_least}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out: {sample} = {v}, wanted >= {at_least}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

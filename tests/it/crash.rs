@@ -15,11 +15,19 @@ struct Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start(dir: &Path, port: u16) -> Proc {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("amrelay.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("amrelay.log"))
+        .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_amrelay"))
         .args(["serve", "--config"])
         .arg(dir.join("amrelay.toml"))
@@ -42,7 +50,10 @@ async fn start(dir: &Path, port: u16) -> Proc {
                 return p;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "amrelay did not become ready");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "amrelay did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -50,7 +61,8 @@ async fn start(dir: &Path, port: u16) -> Proc {
 fn group_counts(fake: &Fake) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for r in fake.received() {
-        *m.entry(r.json["groupKey"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+        *m.entry(r.json["groupKey"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
     }
     m
 }
@@ -82,30 +94,55 @@ async fn sigkill_mid_delivery_loses_nothing_and_duplicates_only_what_was_in_flig
         assert_eq!(r.status(), 200, "acknowledged means committed");
     }
     // Two attempts are held open by the fake; the rest wait in the outbox.
-    hook.wait_for("two attempts in flight", Duration::from_secs(10), |r| r.len() >= 2).await;
+    hook.wait_for("two attempts in flight", Duration::from_secs(10), |r| {
+        r.len() >= 2
+    })
+    .await;
     let in_flight = hook.received().len();
-    assert!(in_flight < N, "deliveries must still be pending at the kill");
+    assert!(
+        in_flight < N,
+        "deliveries must still be pending at the kill"
+    );
     p.child.kill().unwrap(); // SIGKILL
     p.child.wait().unwrap();
 
     hook.set_default(Answer::Ok);
     hook.release_held();
     let mut p = start(dir.path(), port).await;
-    hook.wait_for("every notification delivered", Duration::from_secs(20), |r| {
-        let delivered: std::collections::HashSet<_> = r.iter().filter(|r| r.accepted).map(|r| r.json["groupKey"].to_string()).collect();
-        delivered.len() >= N
-    })
+    hook.wait_for(
+        "every notification delivered",
+        Duration::from_secs(20),
+        |r| {
+            let delivered: std::collections::HashSet<_> = r
+                .iter()
+                .filter(|r| r.accepted)
+                .map(|r| r.json["groupKey"].to_string())
+                .collect();
+            delivered.len() >= N
+        },
+    )
     .await;
     let counts = group_counts(&hook);
     assert_eq!(counts.len(), N, "{counts:?}");
     let duplicated = counts.values().filter(|c| **c > 1).count();
-    assert!(duplicated <= in_flight, "{duplicated} duplicated, only {in_flight} were in flight: {counts:?}");
+    assert!(
+        duplicated <= in_flight,
+        "{duplicated} duplicated, only {in_flight} were in flight: {counts:?}"
+    );
 
     // SIGTERM: a clean stop with exit code 0.
-    let status = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = p.child.wait().unwrap();
-    assert_eq!(exit.code(), Some(0), "log: {}", std::fs::read_to_string(dir.path().join("amrelay.log")).unwrap());
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "log: {}",
+        std::fs::read_to_string(dir.path().join("amrelay.log")).unwrap()
+    );
 }
 
 #[tokio::test]
@@ -117,20 +154,44 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
         "[[channels]]\nname = \"s\"\nkind = \"slack\"\nchannel = \"#x\"\nrate_limit = \"fast\"\n[[routes]]\nmatchers = ['a=\"b\"']\nchannels = [\"s\"]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_amrelay")).args(["check-config", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["channels[0].rate_limit", "channels[0].token_file", "routes[0].matchers"] {
+    for key in [
+        "channels[0].rate_limit",
+        "channels[0].token_file",
+        "routes[0].matchers",
+    ] {
         assert!(err.contains(key), "{key} missing from:\n{err}");
     }
     assert_eq!(err.lines().count(), 3, "one line per problem:\n{err}");
     // serve refuses the same file before binding anything.
-    let out = Command::new(env!("CARGO_BIN_EXE_amrelay")).args(["serve", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("channels[0].rate_limit"));
 
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[[channels]]\nname = \"c\"\nkind = \"console\"\n[[routes]]\nchannels = [\"c\"]\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_amrelay")).args(["check-config", "--config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &good,
+        "[[channels]]\nname = \"c\"\nkind = \"console\"\n[[routes]]\nchannels = [\"c\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -26,12 +26,22 @@ async fn slack_429_retry_after_is_honoured_and_the_message_arrives_once() {
     let slack = Fake::slack().await;
     slack.script([Answer::RateLimited(1)]);
     let app = spawn_app(&slack_config(&slack.slack_api_url(), "")).await;
-    assert_eq!(app.post(notification("primary-down-firing", "429")).await.0, 200);
-    slack.wait_for("a posted message", WAIT, |r| r.iter().any(|r| r.answered == Some(200))).await;
+    assert_eq!(
+        app.post(notification("primary-down-firing", "429")).await.0,
+        200
+    );
+    slack
+        .wait_for("a posted message", WAIT, |r| {
+            r.iter().any(|r| r.answered == Some(200))
+        })
+        .await;
     let got = slack.received();
     assert_eq!(got.len(), 2, "one refused, one accepted");
     let gap = got[1].at.duration_since(got[0].at);
-    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 was not honoured: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: {gap:?}"
+    );
     assert_eq!(slack.accepted().len(), 1);
     let blocks = slack.accepted()[0]["blocks"].to_string();
     assert!(blocks.contains("[FIRING:1] PrimaryDown"), "{blocks}");
@@ -41,14 +51,25 @@ async fn slack_429_retry_after_is_honoured_and_the_message_arrives_once() {
 #[tokio::test]
 async fn slack_transient_errors_are_retried_until_accepted() {
     let slack = Fake::slack().await;
-    slack.script([Answer::SlackError("internal_error"), Answer::Status(503), Answer::SlackError("service_unavailable")]);
+    slack.script([
+        Answer::SlackError("internal_error"),
+        Answer::Status(503),
+        Answer::SlackError("service_unavailable"),
+    ]);
     let app = spawn_app(&slack_config(&slack.slack_api_url(), "")).await;
-    app.post(notification("primary-down-firing", "transient")).await;
-    app.wait_metric("amrelay_deliveries_delivered_total{channel=\"ops-slack\"}", 1.0, WAIT).await;
+    app.post(notification("primary-down-firing", "transient"))
+        .await;
+    app.wait_metric(
+        "amrelay_deliveries_delivered_total{channel=\"ops-slack\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
     assert_eq!(slack.received().len(), 4);
     assert_eq!(slack.accepted().len(), 1);
     assert_eq!(
-        app.metric("amrelay_delivery_attempts_total{channel=\"ops-slack\",outcome=\"retryable\"}").await,
+        app.metric("amrelay_delivery_attempts_total{channel=\"ops-slack\",outcome=\"retryable\"}")
+            .await,
         3.0
     );
     app.stop().await;
@@ -59,13 +80,24 @@ async fn a_permanent_slack_error_goes_to_the_fallback_at_once() {
     let (slack, hook) = (Fake::slack().await, Fake::webhook().await);
     slack.script([Answer::SlackError("channel_not_found")]);
     let app = spawn_app(&slack_and_hook(&slack, &hook, "fallback = \"hook\"")).await;
-    app.post(notification("primary-down-firing", "fallback")).await;
-    hook.wait_for("the fallback delivery", WAIT, |r| !r.is_empty()).await;
-    assert_eq!(slack.received().len(), 1, "a permanent error is not retried");
-    assert_eq!(hook.accepted()[0]["commonLabels"]["alertname"], "PrimaryDown");
-    app.wait_metric("amrelay_fallbacks_total{channel=\"ops-slack\"}", 1.0, WAIT).await;
+    app.post(notification("primary-down-firing", "fallback"))
+        .await;
+    hook.wait_for("the fallback delivery", WAIT, |r| !r.is_empty())
+        .await;
     assert_eq!(
-        app.metric("amrelay_deliveries_failed_total{channel=\"ops-slack\",reason=\"permanent\"}").await,
+        slack.received().len(),
+        1,
+        "a permanent error is not retried"
+    );
+    assert_eq!(
+        hook.accepted()[0]["commonLabels"]["alertname"],
+        "PrimaryDown"
+    );
+    app.wait_metric("amrelay_fallbacks_total{channel=\"ops-slack\"}", 1.0, WAIT)
+        .await;
+    assert_eq!(
+        app.metric("amrelay_deliveries_failed_total{channel=\"ops-slack\",reason=\"permanent\"}")
+            .await,
         1.0
     );
     app.stop().await;
@@ -80,7 +112,12 @@ async fn a_wrong_token_is_permanent_and_without_fallback_is_dead_lettered_until_
     std::fs::write(dir.path().join("wrong.token"), "xoxb-revoked").unwrap();
     let app = spawn_app_in(dir, &config).await;
     app.post(notification("primary-down-firing", "dead")).await;
-    app.wait_metric("amrelay_dead_lettered_total{channel=\"ops-slack\"}", 1.0, WAIT).await;
+    app.wait_metric(
+        "amrelay_dead_lettered_total{channel=\"ops-slack\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
     assert_eq!(slack.received().len(), 1);
     assert_eq!(slack.accepted().len(), 0);
 
@@ -91,18 +128,27 @@ async fn a_wrong_token_is_permanent_and_without_fallback_is_dead_lettered_until_
         retention: Duration::from_secs(3600),
     };
     let mut store = Store::open(&store_path(app.dir.path())).unwrap();
-    let Response::DeadLetters(rows) = store.run(&Request::DeadLetters { limit: 10 }, &limits).unwrap() else {
+    let Response::DeadLetters(rows) = store
+        .run(&Request::DeadLetters { limit: 10 }, &limits)
+        .unwrap()
+    else {
         panic!("wrong response")
     };
     assert_eq!(rows.len(), 1);
-    assert!(rows[0].last_error.contains("invalid_auth"), "{}", rows[0].last_error);
+    assert!(
+        rows[0].last_error.contains("invalid_auth"),
+        "{}",
+        rows[0].last_error
+    );
     let Response::Count(n) = store.run(&Request::Requeue(Requeue::All), &limits).unwrap() else {
         panic!("wrong response")
     };
     assert_eq!(n, 1);
     // The running app still holds the revoked token: the requeued delivery is tried again
     // (and refused again), which shows it left the dead letters.
-    slack.wait_for("the requeued attempt", WAIT, |r| r.len() >= 2).await;
+    slack
+        .wait_for("the requeued attempt", WAIT, |r| r.len() >= 2)
+        .await;
     app.stop().await;
 }
 
@@ -115,11 +161,29 @@ async fn a_resolve_never_arrives_before_its_firing() {
         hook.hook_url()
     ))
     .await;
-    assert_eq!(app.post(notification("primary-down-firing", "order")).await.0, 200);
-    hook.wait_for("the first attempt", WAIT, |r| !r.is_empty()).await;
-    assert_eq!(app.post(notification("primary-down-resolved", "order")).await.0, 200);
-    hook.wait_for("both delivered", WAIT, |r| r.iter().filter(|r| r.answered == Some(200)).count() >= 2).await;
-    let statuses: Vec<String> = hook.received().iter().map(|r| r.json["status"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        app.post(notification("primary-down-firing", "order"))
+            .await
+            .0,
+        200
+    );
+    hook.wait_for("the first attempt", WAIT, |r| !r.is_empty())
+        .await;
+    assert_eq!(
+        app.post(notification("primary-down-resolved", "order"))
+            .await
+            .0,
+        200
+    );
+    hook.wait_for("both delivered", WAIT, |r| {
+        r.iter().filter(|r| r.answered == Some(200)).count() >= 2
+    })
+    .await;
+    let statuses: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|r| r.json["status"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(statuses, ["firing", "firing", "firing", "resolved"]);
     app.stop().await;
 }
@@ -129,7 +193,11 @@ async fn webhook_requests_are_signed_the_standard_webhooks_way_on_every_attempt(
     let hook = Fake::webhook().await;
     hook.script([Answer::Status(500)]);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hook.key"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    std::fs::write(
+        dir.path().join("hook.key"),
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+    )
+    .unwrap();
     let app = spawn_app_in(
         dir,
         &format!(
@@ -138,22 +206,36 @@ async fn webhook_requests_are_signed_the_standard_webhooks_way_on_every_attempt(
         ),
     )
     .await;
-    app.post(notification("group-firing-3-alerts", "signed")).await;
-    hook.wait_for("the retried delivery", WAIT, |r| r.len() >= 2).await;
-    let key = base64::engine::general_purpose::STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    app.post(notification("group-firing-3-alerts", "signed"))
+        .await;
+    hook.wait_for("the retried delivery", WAIT, |r| r.len() >= 2)
+        .await;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .unwrap();
     let got = hook.received();
     for r in &got {
         let h = |name: &str| r.headers.get(name).unwrap().to_str().unwrap().to_owned();
-        let (id, ts, sig) = (h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"));
+        let (id, ts, sig) = (
+            h("webhook-id"),
+            h("webhook-timestamp"),
+            h("webhook-signature"),
+        );
         let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
         mac.update(format!("{id}.{ts}.").as_bytes());
         mac.update(&r.body);
-        let want = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+        let want = format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        );
         assert_eq!(sig, want, "signature must cover id.timestamp.body");
         assert_eq!(r.json["schema"], "amrelay.v1");
         assert_eq!(r.json["alerts"].as_array().unwrap().len(), 3);
     }
-    assert_eq!(got[0].headers["webhook-id"], got[1].headers["webhook-id"], "one id across retries");
+    assert_eq!(
+        got[0].headers["webhook-id"], got[1].headers["webhook-id"],
+        "one id across retries"
+    );
     assert_eq!(got[0].json["attempt"], 1);
     assert_eq!(got[1].json["attempt"], 2);
     app.stop().await;
@@ -169,9 +251,18 @@ async fn a_timed_out_attempt_is_retried() {
     ))
     .await;
     app.post(notification("primary-down-firing", "slow")).await;
-    app.wait_metric("amrelay_deliveries_delivered_total{channel=\"hook\"}", 1.0, WAIT).await;
+    app.wait_metric(
+        "amrelay_deliveries_delivered_total{channel=\"hook\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
     assert!(hook.received().len() >= 2);
-    assert_eq!(app.metric("amrelay_delivery_attempts_total{channel=\"hook\",outcome=\"retryable\"}").await, 1.0);
+    assert_eq!(
+        app.metric("amrelay_delivery_attempts_total{channel=\"hook\",outcome=\"retryable\"}")
+            .await,
+        1.0
+    );
     app.stop().await;
 }
 
@@ -180,15 +271,35 @@ async fn a_timed_out_attempt_is_retried() {
 async fn the_rate_limit_keeps_slack_from_refusing_a_burst() {
     let slack = Fake::slack().await;
     slack.enforce_min_interval(Duration::from_millis(900));
-    let app = spawn_app(&slack_config(&slack.slack_api_url(), "rate_limit = \"1/s\"")).await;
+    let app = spawn_app(&slack_config(
+        &slack.slack_api_url(),
+        "rate_limit = \"1/s\"",
+    ))
+    .await;
     const N: usize = 5;
     for i in 0..N {
-        assert_eq!(app.post(notification("group-firing-3-alerts", &format!("burst-{i}"))).await.0, 200);
+        assert_eq!(
+            app.post(notification("group-firing-3-alerts", &format!("burst-{i}")))
+                .await
+                .0,
+            200
+        );
     }
-    slack.wait_for("all messages", Duration::from_secs(30), |r| r.len() >= N).await;
-    app.wait_metric("amrelay_deliveries_delivered_total{channel=\"ops-slack\"}", N as f64, WAIT).await;
+    slack
+        .wait_for("all messages", Duration::from_secs(30), |r| r.len() >= N)
+        .await;
+    app.wait_metric(
+        "amrelay_deliveries_delivered_total{channel=\"ops-slack\"}",
+        N as f64,
+        WAIT,
+    )
+    .await;
     assert_eq!(slack.refused_429(), 0, "amrelay sent faster than 1/s");
     assert_eq!(slack.accepted().len(), N);
-    assert!(app.metric("amrelay_rate_limited_waits_total{channel=\"ops-slack\"}").await >= 1.0);
+    assert!(
+        app.metric("amrelay_rate_limited_waits_total{channel=\"ops-slack\"}")
+            .await
+            >= 1.0
+    );
     app.stop().await;
 }

@@ -91,7 +91,11 @@ impl Fake {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let fake = Fake { addr, ..fake };
-        let handler = if slack { post(slack_handler) } else { post(webhook_handler) };
+        let handler = if slack {
+            post(slack_handler)
+        } else {
+            post(webhook_handler)
+        };
         let app = Router::new().route(path, handler).with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -133,27 +137,45 @@ impl Fake {
 
     /// Bodies the fake accepted with 2xx.
     pub fn accepted(&self) -> Vec<Value> {
-        self.received().into_iter().filter(|r| r.accepted).map(|r| r.json).collect()
+        self.received()
+            .into_iter()
+            .filter(|r| r.accepted)
+            .map(|r| r.json)
+            .collect()
     }
 
     /// Waits until `pred` holds over what was received, or panics after `timeout`.
-    pub async fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[Received]) -> bool) {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Received]) -> bool,
+    ) {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if pred(&self.inner.lock().unwrap().received) {
                 return;
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 let got = self.received().len();
-                panic!("timed out after {timeout:?} waiting for {what} (fake received {got} requests)");
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} (fake received {got} requests)"
+                );
             }
         }
     }
 
     fn next_answer(&self) -> Answer {
         let mut inner = self.inner.lock().unwrap();
-        inner.script.pop_front().or_else(|| inner.default.clone()).unwrap_or(Answer::Ok)
+        inner
+            .script
+            .pop_front()
+            .or_else(|| inner.default.clone())
+            .unwrap_or(Answer::Ok)
     }
 
     fn record(&self, headers: HeaderMap, body: &Bytes) -> usize {
@@ -219,11 +241,18 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
         let mut inner = fake.inner.lock().unwrap();
         if let Some(min) = inner.min_interval {
             let now = Instant::now();
-            if inner.last_accepted.is_some_and(|t| now.duration_since(t) < min) {
+            if inner
+                .last_accepted
+                .is_some_and(|t| now.duration_since(t) < min)
+            {
                 inner.refused_429 += 1;
                 drop(inner);
                 fake.answered(i, 429, false);
-                return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], axum::Json(json!({"ok": false, "error": "ratelimited"})))
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1")],
+                    axum::Json(json!({"ok": false, "error": "ratelimited"})),
+                )
                     .into_response();
             }
         }
@@ -241,10 +270,15 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
             return (status, "<html><body>Service Unavailable</body></html>").into_response();
         }
     };
-    fake.answered(i, status.as_u16(), status == StatusCode::OK && error.is_none());
+    fake.answered(
+        i,
+        status.as_u16(),
+        status == StatusCode::OK && error.is_none(),
+    );
     let mut r = (status, axum::Json(body)).into_response();
     if let Some(s) = retry_after {
-        r.headers_mut().insert("retry-after", s.to_string().parse().unwrap());
+        r.headers_mut()
+            .insert("retry-after", s.to_string().parse().unwrap());
     }
     r
 }
@@ -255,7 +289,8 @@ async fn webhook_handler(State(fake): State<Fake>, headers: HeaderMap, body: Byt
     fake.answered(i, status.as_u16(), status.is_success());
     let mut r = (status, "").into_response();
     if let Some(s) = retry_after {
-        r.headers_mut().insert("retry-after", s.to_string().parse().unwrap());
+        r.headers_mut()
+            .insert("retry-after", s.to_string().parse().unwrap());
     }
     r
 }

@@ -63,7 +63,8 @@ pub fn settings_in(dir: &Path, config: &str) -> Settings {
     std::fs::write(dir.join("slack.token"), "xoxb-test-token\n").unwrap();
     let path = dir.join("amrelay.toml");
     std::fs::write(&path, config.replace("{dir}", &dir.display().to_string())).unwrap();
-    let mut settings = Settings::load(Some(&path)).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    let mut settings =
+        Settings::load(Some(&path)).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.storage.path = store_path(dir);
     settings
@@ -99,7 +100,15 @@ impl TestApp {
 
     /// The value of one sample (`name{labels}` exactly as exposed), 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         metric_in(&text, sample)
     }
 
@@ -132,7 +141,10 @@ impl TestApp {
 
 pub fn metric_in(text: &str, sample: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }

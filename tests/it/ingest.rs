@@ -5,7 +5,8 @@ use std::time::Duration;
 use crate::fakes::Fake;
 use crate::helpers::*;
 
-const CONSOLE: &str = "[[channels]]\nname = \"console\"\nkind = \"console\"\n[[routes]]\nchannels = [\"console\"]\n";
+const CONSOLE: &str =
+    "[[channels]]\nname = \"console\"\nkind = \"console\"\n[[routes]]\nchannels = [\"console\"]\n";
 
 async fn app_with_server(server: &str) -> TestApp {
     spawn_app(&format!("[server]\n{server}\n{CONSOLE}")).await
@@ -14,8 +15,24 @@ async fn app_with_server(server: &str) -> TestApp {
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = app_with_server("").await;
-    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.stop().await;
 }
 
@@ -26,11 +43,18 @@ async fn bearer_auth_as_alertmanager_sends_it_is_required() {
     let (status, json) = app.post_with(body.clone(), None).await;
     assert_eq!(status, 401, "{json}");
     assert!(json["error"].as_str().unwrap().contains("Authorization"));
-    assert_eq!(app.post_with(body.clone(), Some("wrong-token")).await.0, 401);
+    assert_eq!(
+        app.post_with(body.clone(), Some("wrong-token")).await.0,
+        401
+    );
     // Exactly the header the fixture's Alertmanager sent.
     let (status, json) = app.post_with(body, Some(BEARER)).await;
     assert_eq!(status, 200, "{json}");
-    assert_eq!(app.metric("amrelay_webhooks_rejected_total{reason=\"unauthorized\"}").await, 2.0);
+    assert_eq!(
+        app.metric("amrelay_webhooks_rejected_total{reason=\"unauthorized\"}")
+            .await,
+        2.0
+    );
     app.stop().await;
 }
 
@@ -54,9 +78,18 @@ async fn basic_auth_as_alertmanager_sends_it_is_required() {
         req.send()
     };
     assert_eq!(send(None).await.unwrap().status(), 401);
-    assert_eq!(send(Some("Basic YW11c2VyOndyb25n")).await.unwrap().status(), 401);
+    assert_eq!(
+        send(Some("Basic YW11c2VyOndyb25n")).await.unwrap().status(),
+        401
+    );
     // The header from the shared fixtures' index.json.
-    assert_eq!(send(Some("Basic YW11c2VyOmFtcGFzcw==")).await.unwrap().status(), 200);
+    assert_eq!(
+        send(Some("Basic YW11c2VyOmFtcGFzcw=="))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.stop().await;
 }
 
@@ -66,7 +99,9 @@ async fn a_body_over_max_body_gets_413() {
     let (status, json) = app.post_with(fixture("group-firing-3-alerts"), None).await;
     assert_eq!(status, 413, "{json}");
     assert!(json["error"].as_str().unwrap().contains("server.max_body"));
-    let (status, _) = app.post_with(fixture("primary-down-firing")[..].to_vec(), None).await;
+    let (status, _) = app
+        .post_with(fixture("primary-down-firing")[..].to_vec(), None)
+        .await;
     assert_eq!(status, 413, "1268 bytes is over 1 KiB too");
     app.stop().await;
 }
@@ -74,22 +109,33 @@ async fn a_body_over_max_body_gets_413() {
 #[tokio::test]
 async fn bad_payloads_get_400_naming_the_problem() {
     let app = app_with_server("").await;
-    let mut wrong_version: serde_json::Value = serde_json::from_slice(&fixture("primary-down-firing")).unwrap();
+    let mut wrong_version: serde_json::Value =
+        serde_json::from_slice(&fixture("primary-down-firing")).unwrap();
     wrong_version["version"] = "3".into();
     let mut no_group_key = wrong_version.clone();
     no_group_key["version"] = "4".into();
     no_group_key.as_object_mut().unwrap().remove("groupKey");
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (b"{not json".to_vec(), "not a valid Alertmanager webhook payload"),
+        (
+            b"{not json".to_vec(),
+            "not a valid Alertmanager webhook payload",
+        ),
         (serde_json::to_vec(&wrong_version).unwrap(), "version \"3\""),
         (serde_json::to_vec(&no_group_key).unwrap(), "groupKey"),
     ];
     for (body, want) in cases {
         let (status, json) = app.post_with(body, None).await;
         assert_eq!(status, 400, "{json}");
-        assert!(json["error"].as_str().unwrap().contains(want), "{json} should say {want}");
+        assert!(
+            json["error"].as_str().unwrap().contains(want),
+            "{json} should say {want}"
+        );
     }
-    assert_eq!(app.metric("amrelay_webhooks_rejected_total{reason=\"bad_payload\"}").await, 3.0);
+    assert_eq!(
+        app.metric("amrelay_webhooks_rejected_total{reason=\"bad_payload\"}")
+            .await,
+        3.0
+    );
     app.stop().await;
 }
 
@@ -105,36 +151,68 @@ async fn the_second_ha_instance_is_acknowledged_but_not_delivered_again() {
     // A changed alert set (the resolve) is new.
     let (_, j3) = app.post(fixture("primary-down-resolved")).await;
     assert_eq!(j3["status"], "accepted");
-    app.wait_metric("amrelay_deliveries_delivered_total{channel=\"ops-slack\"}", 2.0, Duration::from_secs(10))
-        .await;
+    app.wait_metric(
+        "amrelay_deliveries_delivered_total{channel=\"ops-slack\"}",
+        2.0,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(slack.accepted().len(), 2);
-    assert_eq!(app.metric("amrelay_notifications_deduplicated_total").await, 1.0);
+    assert_eq!(
+        app.metric("amrelay_notifications_deduplicated_total").await,
+        1.0
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn dedup_state_survives_a_restart() {
     let app = app_with_server("").await;
-    assert_eq!(app.post_with(fixture("primary-down-firing"), None).await.1["status"], "accepted");
+    assert_eq!(
+        app.post_with(fixture("primary-down-firing"), None).await.1["status"],
+        "accepted"
+    );
     let dir = app.stop().await;
     let app = spawn_app_in(dir, CONSOLE).await;
-    assert_eq!(app.post_with(fixture("primary-down-firing"), None).await.1["status"], "duplicate");
+    assert_eq!(
+        app.post_with(fixture("primary-down-firing"), None).await.1["status"],
+        "duplicate"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_full_outbox_answers_503_not_429() {
     // A webhook channel to a port nobody listens on, retried slowly: deliveries stay pending.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let app = spawn_app(&format!(
         "[storage]\nmax_pending = 2\n[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{dead}/hook\"\nbackoff_min = \"1h\"\nbackoff_max = \"1h\"\n[[routes]]\nchannels = [\"hook\"]\n"
     ))
     .await;
-    assert_eq!(app.post(notification("primary-down-firing", "a")).await.0, 200);
-    assert_eq!(app.post(notification("primary-down-firing", "b")).await.0, 200);
+    assert_eq!(
+        app.post(notification("primary-down-firing", "a")).await.0,
+        200
+    );
+    assert_eq!(
+        app.post(notification("primary-down-firing", "b")).await.0,
+        200
+    );
     let (status, json) = app.post(notification("primary-down-firing", "c")).await;
     assert_eq!(status, 503, "{json}");
-    assert!(json["error"].as_str().unwrap().contains("storage.max_pending = 2"), "{json}");
-    assert_eq!(app.metric("amrelay_webhooks_rejected_total{reason=\"store_full\"}").await, 1.0);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("storage.max_pending = 2"),
+        "{json}"
+    );
+    assert_eq!(
+        app.metric("amrelay_webhooks_rejected_total{reason=\"store_full\"}")
+            .await,
+        1.0
+    );
     app.stop().await;
 }
