@@ -1,4 +1,4 @@
-//! The `amrelay.v1` JSON schema (documented in README.md). Field names follow
+//! The `amrelay.v1` JSON schema (documented in docs/webhook-schema.md). Field names follow
 //! Alertmanager's own, so existing consumers read it easily; new fields may be added,
 //! none removed or renamed within v1.
 
