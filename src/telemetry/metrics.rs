@@ -67,8 +67,7 @@ fn latency_histogram() -> Histogram {
         [
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             900.0, 3600.0,
-        ]
-        .into_iter(),
+        ],
     )
 }
 
@@ -76,9 +75,14 @@ fn attempt_histogram() -> Histogram {
     Histogram::new(
         [
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ]
-        .into_iter(),
+        ],
     )
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {

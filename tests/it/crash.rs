@@ -178,6 +178,17 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("channels[0].rate_limit"));
 
+    // The shipped example documents every key and must stay valid.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/amrelay.example.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(["check-config", "--config", example])
+        .env("AMRELAY_WEBHOOK_TOKEN", "t")
+        .env("SLACK_BOT_TOKEN", "xoxb-t")
+        .env("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,

@@ -32,7 +32,7 @@ pub fn build(n: &Notification, channel: &str) -> Value {
     }
 
     let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": cut(&format!("{title}"), HEADER_MAX), "emoji": true}}),
+        json!({"type": "header", "text": {"type": "plain_text", "text": cut(&title, HEADER_MAX), "emoji": true}}),
         section(&format!("{icon} {summary}")),
         section(&alert_lines(n)),
     ];
