@@ -270,7 +270,9 @@ async fn a_timed_out_attempt_is_retried() {
 #[tokio::test]
 async fn the_rate_limit_keeps_slack_from_refusing_a_burst() {
     let slack = Fake::slack().await;
-    slack.enforce_min_interval(Duration::from_millis(900));
+    // Slack allows about one message per second with short bursts; refusing anything
+    // closer than 500 ms catches a missing limiter without failing on scheduler jitter.
+    slack.enforce_min_interval(Duration::from_millis(500));
     let app = spawn_app(&slack_config(
         &slack.slack_api_url(),
         "rate_limit = \"1/s\"",
@@ -300,6 +302,12 @@ async fn the_rate_limit_keeps_slack_from_refusing_a_burst() {
         app.metric("amrelay_rate_limited_waits_total{channel=\"ops-slack\"}")
             .await
             >= 1.0
+    );
+    let got = slack.received();
+    let spread = got[N - 1].at.duration_since(got[0].at);
+    assert!(
+        spread >= Duration::from_millis(3500),
+        "{N} messages at 1/s took only {spread:?}"
     );
     app.stop().await;
 }

@@ -5,6 +5,6 @@ mod fakes;
 mod helpers;
 
 mod alertmanager;
-mod crash;
 mod delivery;
 mod ingest;
+mod process;

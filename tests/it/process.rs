@@ -1,5 +1,4 @@
-//! The binary killed with SIGKILL mid-delivery, restarted on the same store: nothing lost,
-//! duplicates only for attempts that were in flight. And SIGTERM exits 0.
+//! The binary as a process: SIGKILL mid-delivery, SIGTERM, SIGHUP reload, check-config.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -187,7 +186,11 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
         .env("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let good = dir.path().join("good.toml");
     std::fs::write(
@@ -205,4 +208,73 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_when_the_new_is_invalid() {
+    let hook = Fake::webhook().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("amrelay.toml");
+    std::fs::write(
+        &config,
+        "[[channels]]\nname = \"c\"\nkind = \"console\"\n[[routes]]\nchannels = [\"c\"]\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut p = start(dir.path(), port).await;
+    let client = reqwest::Client::new();
+    let hup = |pid: u32| {
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    let post = |group: &'static str| {
+        client
+            .post(format!("{}/webhook/alertmanager", p.addr))
+            .body(notification("primary-down-firing", group))
+            .send()
+    };
+
+    // An invalid file: refused, logged, the old config keeps serving.
+    std::fs::write(&config, "[[channels]]\nname = \"c\"\nkind = \"pager\"\n").unwrap();
+    assert!(hup(p.child.id()).success());
+    let log = dir.path().join("amrelay.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("new configuration refused")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no refusal logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(post("after-bad-reload").await.unwrap().status(), 200);
+
+    // A valid file routing to the webhook: the next notification goes there.
+    std::fs::write(
+        &config,
+        format!("[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n[[routes]]\nchannels = [\"hook\"]\n", hook.hook_url()),
+    )
+    .unwrap();
+    assert!(hup(p.child.id()).success());
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("configuration reloaded")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no reload logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(post("after-good-reload").await.unwrap().status(), 200);
+    hook.wait_for(
+        "the delivery on the new channel",
+        Duration::from_secs(10),
+        |r| r.iter().any(|r| r.accepted),
+    )
+    .await;
+    assert!(hook.received()[0].json["groupKey"]
+        .as_str()
+        .unwrap()
+        .contains("after-good-reload"));
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
 }
