@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -57,11 +57,7 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let client = sinks::http_client();
         let deliverer = Deliverer::start(&settings, &outbox, &metrics, &client);
-        let state = Arc::new(AppState {
-            pipeline: RwLock::new(Arc::new(pipeline(&settings))),
-            outbox,
-            metrics,
-        });
+        let state = Arc::new(AppState::new(pipeline(&settings), outbox, metrics));
         Ok(App {
             listener,
             settings,

@@ -179,7 +179,7 @@ impl ChannelWorker {
                 let latency = now.saturating_sub(d.created_at).max(0) as f64 / 1000.0;
                 self.metrics.delivered.get_or_create(&labels).inc();
                 self.metrics.latency.get_or_create(&labels).observe(latency);
-                tracing::info!(latency_s = latency, "delivered");
+                tracing::debug!(latency_s = latency, "delivered");
                 Completion::Delivered
             }
             (Decision::RetryIn(wait), o) => {

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::WebhookAuth;
@@ -21,6 +22,10 @@ use crate::pipeline::{DedupKey, Router as Routes};
 use crate::telemetry::Metrics;
 
 pub const WEBHOOK_PATH: &str = "/webhook/alertmanager";
+
+/// Webhooks handled at once; past this amrelay answers 503 at once (Alertmanager
+/// retries) instead of holding memory for a queue it cannot drain.
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// The parts of the configuration a reload may change.
 pub struct Pipeline {
@@ -31,11 +36,21 @@ pub struct Pipeline {
 
 pub struct AppState {
     pub pipeline: RwLock<Arc<Pipeline>>,
+    pub in_flight: Semaphore,
     pub outbox: Outbox,
     pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
+    pub fn new(pipeline: Pipeline, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
+        AppState {
+            pipeline: RwLock::new(Arc::new(pipeline)),
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            outbox,
+            metrics,
+        }
+    }
+
     fn pipeline(&self) -> Arc<Pipeline> {
         self.pipeline
             .read()
@@ -78,6 +93,13 @@ async fn alertmanager(State(st): State<Arc<AppState>>, headers: HeaderMap, body:
 async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response {
     let m = &st.metrics;
     m.received.inc();
+    let Ok(_permit) = st.in_flight.try_acquire() else {
+        m.reject("overloaded");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("amrelay is handling {MAX_IN_FLIGHT} webhooks already; try again later"),
+        );
+    };
     let p = st.pipeline();
     if !auth::check(p.auth.as_ref(), &headers) {
         m.reject("unauthorized");
@@ -140,13 +162,13 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
             for c in &channels {
                 m.enqueued.get_or_create(&Metrics::channel(c)).inc();
             }
-            tracing::info!(status = %n.status, ?channels, "accepted");
+            tracing::debug!(status = %n.status, ?channels, "accepted");
             Json(json!({ "status": "accepted", "deliveries": deliveries, "channels": channels }))
                 .into_response()
         }
         Ok(Enqueued::Duplicate) => {
             m.deduplicated.inc();
-            tracing::info!("duplicate within dedup.window; not delivered again");
+            tracing::debug!("duplicate within dedup.window; not delivered again");
             Json(json!({ "status": "duplicate", "deliveries": 0 })).into_response()
         }
         Ok(Enqueued::Full { pending, max }) => {

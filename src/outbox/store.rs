@@ -11,6 +11,16 @@ use crate::pipeline::dedup;
 
 pub struct Store {
     pub(super) conn: Connection,
+    durability: Durability,
+}
+
+/// How far a commit goes before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous = FULL`: on disk, survives a power loss.
+    Fsync,
+    /// `synchronous = NORMAL` in WAL mode: survives a crash of amrelay, not of the OS.
+    CrashSafe,
 }
 
 impl Store {
@@ -19,7 +29,22 @@ impl Store {
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join("amrelay.db"))?;
         schema::open(&conn)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            durability: Durability::Fsync,
+        })
+    }
+
+    pub(super) fn set_durability(&mut self, d: Durability) -> Result<(), StoreError> {
+        if d != self.durability {
+            let level = match d {
+                Durability::Fsync => "FULL",
+                Durability::CrashSafe => "NORMAL",
+            };
+            self.conn.pragma_update(None, "synchronous", level)?;
+            self.durability = d;
+        }
+        Ok(())
     }
 
     /// Runs one request in its own transaction (the CLI's path; the server batches).
@@ -107,11 +132,8 @@ fn enqueue(
     open: &mut u64,
 ) -> Result<Enqueued, StoreError> {
     let first: Option<i64> = tx
-        .query_row(
-            "SELECT first_accepted_at FROM dedup WHERE key = ?1",
-            [new.key.as_str()],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT first_accepted_at FROM dedup WHERE key = ?1")?
+        .query_row([new.key.as_str()], |r| r.get(0))
         .optional()?;
     if dedup::is_duplicate(first, now, limits.dedup_window) {
         return Ok(Enqueued::Duplicate);
@@ -214,14 +236,16 @@ fn complete(
     open: &mut u64,
 ) -> Result<(), StoreError> {
     let changed = match completion {
-        Completion::Delivered => tx.execute(
-            "UPDATE deliveries SET state = 'delivered', last_error = NULL, updated_at = ?2 WHERE id = ?1 AND state = 'inflight'",
-            params![id, now],
-        )?,
-        Completion::RetryAt { at, error } => tx.execute(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'inflight'",
-            params![id, at, error, now],
-        )?,
+        Completion::Delivered => tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'delivered', last_error = NULL, updated_at = ?2 WHERE id = ?1 AND state = 'inflight'",
+            )?
+            .execute(params![id, now])?,
+        Completion::RetryAt { at, error } => tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'inflight'",
+            )?
+            .execute(params![id, at, error, now])?,
         Completion::FailOver { to, error } => {
             let changed = tx.execute(
                 "UPDATE deliveries SET state = 'failed_over', last_error = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'inflight'",

@@ -5,7 +5,7 @@ use std::thread;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::store::{self, Limits, Store};
+use super::store::{self, Durability, Limits, Store};
 use super::types::*;
 
 /// Most requests one transaction takes; enough to amortise the fsync, small enough to
@@ -171,6 +171,7 @@ fn exec_batch(
     open: &mut u64,
 ) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
     let mut scratch = *open;
+    store.set_durability(durability(batch))?;
     let tx = store.conn.transaction()?;
     let mut out = Vec::with_capacity(batch.len());
     for cmd in batch {
@@ -179,6 +180,21 @@ fn exec_batch(
     tx.commit()?;
     *open = scratch;
     Ok(out)
+}
+
+/// An acknowledgement promises the notification survives a power loss, so a batch that
+/// accepts webhooks is fsynced before its replies go out. Claims and outcomes survive a
+/// crash of amrelay without an fsync (WAL); after a power loss the worst case is one
+/// more attempt of a delivery, the same as for an attempt in flight.
+fn durability(batch: &[Cmd]) -> Durability {
+    if batch
+        .iter()
+        .any(|c| matches!(c.req, Request::Enqueue(_) | Request::Requeue(_)))
+    {
+        Durability::Fsync
+    } else {
+        Durability::CrashSafe
+    }
 }
 
 fn makes_work(req: &Request, result: &Result<Response, StoreError>) -> bool {
