@@ -1,0 +1,356 @@
+//! Open-loop load generator for `POST /webhook/alertmanager` (the ingest benchmark).
+//!
+//! Requests leave on a fixed schedule (`--rate` per second for `--duration`), whether or
+//! not earlier ones were answered, and each one's latency is measured from its *scheduled*
+//! send time, so a server that stalls is charged for every request that should have gone
+//! out meanwhile (no coordinated omission).
+//!
+//! Every request is a distinct Alertmanager notification (payload version 4, shaped like
+//! `tests/fixtures/alertmanager/group-firing-3-alerts.raw.json`): its own `groupKey`, and
+//! `--alerts` alerts with their own fingerprints. Each alert carries the annotation
+//! `bench_sent_ms`, the unix time in milliseconds (with a microsecond fraction) at which the
+//! body was built, so that `examples/sinkfake.rs` can time the path through amrelay.
+//!
+//! Prints one JSON line on stdout:
+//! `{"sent":…,"ok":…,"non_2xx":{"503":…},"errors":…,"p50_ms":…,"p90_ms":…,"p99_ms":…,"max_ms":…,…}`
+//!
+//! ```text
+//! cargo run --release --example loadgen -- \
+//!     --url http://127.0.0.1:9097/webhook/alertmanager --rate 5000 --duration 60s
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+#[derive(Parser, Debug)]
+#[command(about = "Open-loop load generator for amrelay's Alertmanager webhook")]
+struct Args {
+    /// Full webhook URL, e.g. http://127.0.0.1:9097/webhook/alertmanager
+    #[arg(long)]
+    url: String,
+    /// Requests per second, issued on a fixed schedule.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    /// How long to send, e.g. "60s", "500ms" or a plain number of seconds.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Alerts per notification.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+    alerts: u16,
+    /// Sends `Authorization: Bearer <TOKEN>`.
+    #[arg(long)]
+    bearer: Option<String>,
+    /// Per-request timeout; a request that takes longer counts as an error.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Tokio worker threads of the generator itself.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// `receiver` of the notifications (also part of the dedup key).
+    #[arg(long, default_value = "bench")]
+    receiver: String,
+    /// Print the first request body and exit without sending anything.
+    #[arg(long)]
+    print_body: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// What one request came to.
+enum Outcome {
+    Status(u16),
+    Error(&'static str),
+}
+
+struct Sample {
+    outcome: Outcome,
+    /// From the scheduled send time to the full response, in microseconds.
+    latency_us: u64,
+    /// From the moment the request task ran (after any generator lag) to the response.
+    service_us: u64,
+}
+
+fn unix_ms_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// Renders distinct notifications from a fixed template, by hand: building a
+/// `serde_json::Value` per request cost the generator more CPU than the server under test
+/// spends on some requests, on a 2-core machine where both share the cores. `main` checks
+/// the first body with serde_json.
+struct Template {
+    run: String,
+    /// The low 24 bits of the run id, the first part of every fingerprint.
+    run_bits: u64,
+    /// The JSON string literal of `--receiver`, quotes included.
+    receiver: String,
+    alerts: u16,
+}
+
+impl Template {
+    fn body(&self, seq: u64) -> Vec<u8> {
+        use std::fmt::Write;
+        let sent_ms = unix_ms_now();
+        let starts_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let run = &self.run;
+        let common = format!(
+            r#""alertname":"BenchLoad","case":"bench","instance":"127.0.0.1:18082","job":"loadgen","run":"{run}","seq":"{seq}","severity":"warning""#
+        );
+        let mut b = String::with_capacity(700 + 800 * self.alerts as usize);
+        let _ = write!(
+            b,
+            r#"{{"receiver":{},"status":"firing","alerts":["#,
+            self.receiver
+        );
+        for j in 0..self.alerts {
+            if j > 0 {
+                b.push(',');
+            }
+            // 24 bits of run id, 32 of sequence, 8 of item: unique within and across runs.
+            let fingerprint = format!(
+                "{:06x}{:08x}{:02x}",
+                self.run_bits,
+                seq & 0xffff_ffff,
+                j & 0xff
+            );
+            let _ = write!(
+                b,
+                concat!(
+                    r#"{{"status":"firing","labels":{{{common},"item":"{j}"}},"#,
+                    r#""annotations":{{"bench_sent_ms":"{sent:.3}","summary":"bench notification {seq} item {j}"}},"#,
+                    r#""startsAt":"{starts}","endsAt":"0001-01-01T00:00:00Z","#,
+                    r#""generatorURL":"http://127.0.0.1:19090/graph?g0.expr=bench_load+%3E+0&g0.tab=1","#,
+                    r#""fingerprint":"{fp}"}}"#
+                ),
+                common = common,
+                j = j,
+                sent = sent_ms,
+                seq = seq,
+                starts = starts_at,
+                fp = fingerprint,
+            );
+        }
+        let _ = write!(
+            b,
+            concat!(
+                r#"],"groupLabels":{{"alertname":"BenchLoad","seq":"{seq}"}},"commonLabels":{{{common}}},"#,
+                r#""commonAnnotations":{{}},"externalURL":"http://127.0.0.1:19093","version":"4","#,
+                r#""groupKey":"{{}}/{{case=\"bench\"}}:{{alertname=\"BenchLoad\", run=\"{run}\", seq=\"{seq}\"}}","#,
+                r#""truncatedAlerts":0}}"#
+            ),
+            seq = seq,
+            common = common,
+            run = run,
+        );
+        b.into_bytes()
+    }
+}
+
+/// The hand-written body must be the Alertmanager payload it claims to be.
+fn check_template(t: &Template) -> anyhow::Result<()> {
+    let v: Value = serde_json::from_slice(&t.body(0))
+        .map_err(|e| anyhow::anyhow!("the request template is not JSON: {e}"))?;
+    let alerts = v["alerts"].as_array().map_or(0, Vec::len);
+    anyhow::ensure!(
+        v["version"] == "4" && alerts == t.alerts as usize,
+        "the request template lost its shape"
+    );
+    anyhow::ensure!(
+        v["groupKey"]
+            .as_str()
+            .is_some_and(|k| k.contains(&format!("run=\"{}\"", t.run))),
+        "the request template has a bad groupKey"
+    );
+    Ok(())
+}
+
+fn classify(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        "other"
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.rate > 0.0 && args.rate.is_finite(),
+        "--rate must be above zero"
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
+    if let Some(token) = &args.bearer {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+    }
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(args.timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()?;
+    let run_id = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let template = Template {
+        run: format!("{run_id:x}"),
+        run_bits: run_id & 0xff_ffff,
+        receiver: serde_json::to_string(&args.receiver)?,
+        alerts: args.alerts,
+    };
+    check_template(&template)?;
+    if args.print_body {
+        println!("{}", String::from_utf8_lossy(&template.body(0)));
+        return Ok(());
+    }
+    let url: reqwest::Url = args.url.parse()?;
+    let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
+    let collector = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(total as usize);
+        let mut service = Vec::with_capacity(total as usize);
+        let mut ok = 0u64;
+        let mut non_2xx: BTreeMap<String, u64> = BTreeMap::new();
+        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        while let Some(s) = rx.recv().await {
+            match s.outcome {
+                Outcome::Status(c) if (200..300).contains(&c) => {
+                    ok += 1;
+                    latencies.push(s.latency_us);
+                    service.push(s.service_us);
+                }
+                Outcome::Status(c) => *non_2xx.entry(c.to_string()).or_default() += 1,
+                Outcome::Error(kind) => *errors.entry(kind.to_owned()).or_default() += 1,
+            }
+        }
+        (latencies, service, ok, non_2xx, errors)
+    });
+
+    // Requests sent and not yet answered; its peak shows how far the server fell behind.
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let mut peak_inflight = 0usize;
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut max_lag = Duration::ZERO;
+    for seq in 0..total {
+        let scheduled = start + interval.mul_f64(seq as f64);
+        tokio::time::sleep_until(scheduled.into()).await;
+        // How late the generator itself is; large values mean it cannot keep the rate.
+        max_lag = max_lag.max(Instant::now().saturating_duration_since(scheduled));
+        peak_inflight = peak_inflight.max(inflight.fetch_add(1, Ordering::Relaxed) + 1);
+        let inflight = inflight.clone();
+        let client = client.clone();
+        let url = url.clone();
+        let tx = tx.clone();
+        let body = template.body(seq);
+        tokio::spawn(async move {
+            let began = Instant::now();
+            let res = client.post(url).body(body).send().await;
+            let outcome = match res {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    // Read the body: the ack is complete when the response is.
+                    match r.bytes().await {
+                        Ok(_) => Outcome::Status(status),
+                        Err(e) => Outcome::Error(classify(&e)),
+                    }
+                }
+                Err(e) => Outcome::Error(classify(&e)),
+            };
+            let done = Instant::now();
+            inflight.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(Sample {
+                outcome,
+                latency_us: done.duration_since(scheduled).as_micros() as u64,
+                service_us: done.duration_since(began).as_micros() as u64,
+            });
+        });
+    }
+    let send_phase = start.elapsed();
+    drop(tx);
+    let (mut latencies, mut service, ok, non_2xx, errors) = collector.await?;
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    service.sort_unstable();
+    let mean = if latencies.is_empty() {
+        0.0
+    } else {
+        latencies.iter().sum::<u64>() as f64 / latencies.len() as f64 / 1000.0
+    };
+    let error_count: u64 = errors.values().sum();
+    let out = json!({
+        "url": args.url,
+        "rate": args.rate,
+        "duration_s": args.duration.as_secs_f64(),
+        "alerts": args.alerts,
+        "sent": total,
+        "ok": ok,
+        "non_2xx": non_2xx,
+        "errors": error_count,
+        "error_kinds": errors,
+        "p50_ms": round3(pct(&latencies, 50.0)),
+        "p90_ms": round3(pct(&latencies, 90.0)),
+        "p99_ms": round3(pct(&latencies, 99.0)),
+        "p999_ms": round3(pct(&latencies, 99.9)),
+        "max_ms": round3(latencies.last().copied().unwrap_or(0) as f64 / 1000.0),
+        "mean_ms": round3(mean),
+        "latency_of": "2xx responses, from scheduled send time to full response",
+        "from_task_start_p50_ms": round3(pct(&service, 50.0)),
+        "from_task_start_p99_ms": round3(pct(&service, 99.0)),
+        "send_phase_s": round3(send_phase.as_secs_f64()),
+        "elapsed_s": round3(elapsed.as_secs_f64()),
+        "achieved_rate": round3(total as f64 / send_phase.as_secs_f64().max(1e-9)),
+        "max_schedule_lag_ms": round3(max_lag.as_secs_f64() * 1000.0),
+        "peak_inflight": peak_inflight,
+    });
+    println!("{out}");
+    Ok(())
+}
