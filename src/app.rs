@@ -57,7 +57,11 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let client = sinks::http_client();
         let deliverer = Deliverer::start(&settings, &outbox, &metrics, &client);
-        let state = Arc::new(AppState::new(pipeline(&settings), outbox, metrics));
+        let state = Arc::new(AppState::new(
+            pipeline(&settings, &deliverer),
+            outbox,
+            metrics,
+        ));
         Ok(App {
             listener,
             settings,
@@ -112,17 +116,13 @@ impl Reloader {
         if new.server.listen != current.server.listen || new.storage.path != current.storage.path {
             tracing::warn!("server.listen and storage.path take effect only at the next start");
         }
-        self.state.replace_pipeline(pipeline(&new));
         let mut slot = self.deliverer.lock().await;
         if let Some(old) = slot.take() {
             old.shutdown(current.server.shutdown_grace).await;
         }
-        *slot = Some(Deliverer::start(
-            &new,
-            &self.state.outbox,
-            &self.state.metrics,
-            &self.client,
-        ));
+        let started = Deliverer::start(&new, &self.state.outbox, &self.state.metrics, &self.client);
+        self.state.replace_pipeline(pipeline(&new, &started));
+        *slot = Some(started);
         tracing::info!(
             channels = new.channels.len(),
             routes = new.routes.len(),
@@ -132,11 +132,12 @@ impl Reloader {
     }
 }
 
-fn pipeline(s: &Settings) -> Pipeline {
+fn pipeline(s: &Settings, d: &Deliverer) -> Pipeline {
     Pipeline {
         auth: s.server.auth.clone(),
         routes: Routes::new(s.routes.clone()),
         max_body: s.server.max_body,
+        lanes: d.lanes(),
     }
 }
 

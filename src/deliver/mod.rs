@@ -5,9 +5,11 @@
 pub mod retry;
 mod worker;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -16,11 +18,52 @@ use crate::outbox::Outbox;
 use crate::sinks::Sink;
 use crate::telemetry::Metrics;
 use worker::ChannelWorker;
+pub use worker::{Handoff, Job};
 
 /// The running workers of one configuration.
 pub struct Deliverer {
     stop: CancellationToken,
     workers: Vec<JoinHandle<()>>,
+    lanes: Lanes,
+}
+
+/// Each worker's slots and hand-off queue, for ingest's fast path.
+#[derive(Clone, Default)]
+pub struct Lanes(Arc<HashMap<String, Lane>>);
+
+#[derive(Clone)]
+struct Lane {
+    permits: Arc<Semaphore>,
+    /// Slots hand-offs leave to the worker's own claims, so retries and backlog are
+    /// not starved by a steady stream of fresh notifications.
+    keep_free: usize,
+    tx: mpsc::UnboundedSender<Handoff>,
+}
+
+impl Lanes {
+    /// A free slot on the channel's worker, if it has one now.
+    pub fn try_reserve(&self, channel: &str) -> Option<OwnedSemaphorePermit> {
+        let lane = self.0.get(channel)?;
+        if lane.permits.available_permits() <= lane.keep_free {
+            return None;
+        }
+        lane.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// Gives a stored-in-flight delivery to its worker. Err when the worker is gone
+    /// (a reload or shutdown): the caller must release the row.
+    pub fn hand_off(
+        &self,
+        channel: &str,
+        job: Job,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), i64> {
+        let id = job.id;
+        match self.0.get(channel) {
+            Some(lane) => lane.tx.send(Handoff { job, permit }).map_err(|_| id),
+            None => Err(id),
+        }
+    }
 }
 
 impl Deliverer {
@@ -31,17 +74,32 @@ impl Deliverer {
         client: &reqwest::Client,
     ) -> Self {
         let stop = CancellationToken::new();
-        let workers = settings
-            .channels
-            .iter()
-            .map(|c| {
-                metrics.init_channel(&c.name);
-                let w =
-                    ChannelWorker::new(c, Sink::build(c, client), outbox.clone(), metrics.clone());
-                tokio::spawn(Arc::new(w).run(stop.clone()))
-            })
-            .collect();
-        Deliverer { stop, workers }
+        let mut lanes = HashMap::new();
+        let mut workers = Vec::new();
+        for c in &settings.channels {
+            metrics.init_channel(&c.name);
+            let permits = Arc::new(Semaphore::new(c.policy.concurrency as usize));
+            let (tx, rx) = mpsc::unbounded_channel();
+            lanes.insert(
+                c.name.clone(),
+                Lane {
+                    permits: permits.clone(),
+                    keep_free: c.policy.concurrency as usize / 4,
+                    tx,
+                },
+            );
+            let w = ChannelWorker::new(c, Sink::build(c, client), outbox.clone(), metrics.clone());
+            workers.push(tokio::spawn(Arc::new(w).run(permits, rx, stop.clone())));
+        }
+        Deliverer {
+            stop,
+            workers,
+            lanes: Lanes(Arc::new(lanes)),
+        }
+    }
+
+    pub fn lanes(&self) -> Lanes {
+        self.lanes.clone()
     }
 
     /// Stops claiming, lets attempts in flight finish within `grace`, then abandons the

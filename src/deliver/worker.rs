@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,23 @@ use crate::telemetry::Metrics;
 /// The longest a worker sleeps without looking at the store (a requeue from the CLI, a
 /// retry falling due).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// One delivery the worker is about to attempt.
+pub struct Job {
+    pub id: i64,
+    /// Attempts including this one.
+    pub attempts: u32,
+    pub created_at: i64,
+    pub enqueued_at: i64,
+    pub notification: Arc<Notification>,
+}
+
+/// A fresh delivery handed over by ingest with a slot already reserved: it skips the
+/// claim round trip (the row was stored in flight) and the re-parse of its payload.
+pub struct Handoff {
+    pub job: Job,
+    pub permit: OwnedSemaphorePermit,
+}
 
 pub struct ChannelWorker {
     name: String,
@@ -56,17 +73,32 @@ impl ChannelWorker {
         }
     }
 
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.policy.concurrency as usize));
+    /// `permits` bounds attempts in flight; ingest takes from it for hand-offs.
+    pub async fn run(
+        self: Arc<Self>,
+        permits: Arc<Semaphore>,
+        mut handoffs: mpsc::UnboundedReceiver<Handoff>,
+        stop: CancellationToken,
+    ) {
         let mut wake = self.outbox.subscribe();
         let mut tasks = JoinSet::new();
         while !stop.is_cancelled() {
             while tasks.try_join_next().is_some() {}
+            while let Ok(h) = handoffs.try_recv() {
+                self.spawn_job(&mut tasks, h.job, h.permit, &stop);
+            }
             let free = permits.available_permits();
             if free == 0 {
+                // Slots are held by attempts, or by ingest for hand-offs on their way.
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tasks.join_next() => continue,
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                    Some(h) = handoffs.recv() => {
+                        self.spawn_job(&mut tasks, h.job, h.permit, &stop);
+                        continue;
+                    }
+                    // A reservation ingest gave back (duplicate, refused) frees a slot silently.
+                    _ = tokio::time::sleep(IDLE_POLL) => continue,
                 }
             }
             let claim = match self.outbox.claim(&self.name, free).await {
@@ -92,6 +124,7 @@ impl ChannelWorker {
                     _ = wake.changed() => {}
                     _ = tokio::time::sleep(wait) => {}
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    Some(h) = handoffs.recv() => self.spawn_job(&mut tasks, h.job, h.permit, &stop),
                 }
                 continue;
             }
@@ -99,35 +132,65 @@ impl ChannelWorker {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
-                let span = tracing::info_span!("delivery", channel = %self.name, delivery_id = d.id, attempt = d.attempts);
-                tasks.spawn(
-                    self.clone()
-                        .attempt(d, permit, stop.clone())
-                        .instrument(span),
-                );
+                match self.job_of(d) {
+                    Ok(job) => self.spawn_job(&mut tasks, job, permit, &stop),
+                    Err((id, error)) => {
+                        tracing::error!(delivery_id = id, %error, "moving to the dead letters");
+                        self.record(id, Completion::Dead { error }).await;
+                    }
+                }
             }
         }
-        // Stopping: no new claims; attempts in flight finish (the caller bounds the wait).
+        // Stopping: hand-offs not started go back to pending; attempts in flight finish
+        // (the caller bounds the wait).
+        handoffs.close();
+        while let Some(h) = handoffs.recv().await {
+            self.record(h.job.id, Completion::Release).await;
+        }
         while tasks.join_next().await.is_some() {}
+    }
+
+    fn job_of(&self, d: Claimed) -> Result<Job, (i64, String)> {
+        let notification: Notification = serde_json::from_str(&d.payload).map_err(|e| {
+            (
+                d.id,
+                format!(
+                    "stored notification (format {}) is unreadable: {e}",
+                    d.format
+                ),
+            )
+        })?;
+        Ok(Job {
+            id: d.id,
+            attempts: d.attempts,
+            created_at: d.created_at,
+            enqueued_at: d.enqueued_at,
+            notification: Arc::new(notification),
+        })
+    }
+
+    fn spawn_job(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        job: Job,
+        permit: OwnedSemaphorePermit,
+        stop: &CancellationToken,
+    ) {
+        let span = tracing::info_span!("delivery", channel = %self.name, delivery_id = job.id, attempt = job.attempts, group_key = tracing::field::Empty);
+        tasks.spawn(
+            self.clone()
+                .attempt(job, permit, stop.clone())
+                .instrument(span),
+        );
     }
 
     async fn attempt(
         self: Arc<Self>,
-        d: Claimed,
-        _permit: OwnedSemaphorePermit,
+        d: Job,
+        permit: OwnedSemaphorePermit,
         stop: CancellationToken,
     ) {
-        let notification: Notification = match serde_json::from_str(&d.payload) {
-            Ok(n) => n,
-            Err(e) => {
-                let error = format!(
-                    "stored notification (format {}) is unreadable: {e}",
-                    d.format
-                );
-                tracing::error!(%error, "moving to the dead letters");
-                return self.record(d.id, Completion::Dead { error }).await;
-            }
-        };
+        let notification = d.notification.clone();
         tracing::Span::current().record("group_key", notification.group_key.as_str());
         // Waiting for the channel is not an attempt: on stop, hand the delivery back.
         tokio::select! {
@@ -169,6 +232,9 @@ impl ChannelWorker {
             let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
             *p = Some(p.map_or(until, |old| old.max(until)));
         }
+        // The slot is for talking to the far side; recording the outcome does not hold
+        // it (the row stays in flight until recorded, which keeps the group's order).
+        drop(permit);
         let now = now_ms();
         let age = Duration::from_millis(now.saturating_sub(d.enqueued_at).max(0) as u64);
         let completion = match (

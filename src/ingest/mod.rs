@@ -17,7 +17,8 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::WebhookAuth;
-use crate::outbox::{now_ms, Enqueued, NewNotification, Outbox};
+use crate::deliver::{Job, Lanes};
+use crate::outbox::{now_ms, Completion, Enqueued, NewNotification, Outbox};
 use crate::pipeline::{DedupKey, Router as Routes};
 use crate::telemetry::Metrics;
 
@@ -32,6 +33,8 @@ pub struct Pipeline {
     pub auth: Option<WebhookAuth>,
     pub routes: Routes,
     pub max_body: usize,
+    /// The running workers' slots, for handing fresh deliveries straight over.
+    pub lanes: Lanes,
 }
 
 pub struct AppState {
@@ -150,21 +153,41 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
             )
         }
     };
+    // A free worker slot now means the delivery can skip the outbox's claim step.
+    let mut permits: Vec<_> = channels.iter().map(|c| p.lanes.try_reserve(c)).collect();
+    let received_at = now_ms();
     let new = NewNotification {
         key: DedupKey::of(&n),
         group_key: n.group_key.clone(),
-        received_at: now_ms(),
+        received_at,
         payload,
+        fast: permits.iter().map(Option::is_some).collect(),
         channels: channels.clone(),
     };
     match st.outbox.enqueue(new).await {
-        Ok(Enqueued::Accepted { deliveries, .. }) => {
-            for c in &channels {
+        Ok(Enqueued::Accepted {
+            deliveries,
+            enqueued_at,
+            ..
+        }) => {
+            let n = Arc::new(n);
+            for ((c, stored), permit) in channels.iter().zip(&deliveries).zip(permits.iter_mut()) {
                 m.enqueued.get_or_create(&Metrics::channel(c)).inc();
+                if let (true, Some(permit)) = (stored.handed_off, permit.take()) {
+                    let job = Job {
+                        id: stored.id,
+                        attempts: 1,
+                        created_at: received_at,
+                        enqueued_at,
+                        notification: n.clone(),
+                    };
+                    if let Err(id) = p.lanes.hand_off(c, job, permit) {
+                        release(&st.outbox, id).await;
+                    }
+                }
             }
             tracing::debug!(status = %n.status, ?channels, "accepted");
-            Json(json!({ "status": "accepted", "deliveries": deliveries, "channels": channels }))
-                .into_response()
+            Json(json!({ "status": "accepted", "deliveries": deliveries.len(), "channels": channels })).into_response()
         }
         Ok(Enqueued::Duplicate) => {
             m.deduplicated.inc();
@@ -192,6 +215,14 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
                 format!("notification not stored: {e}"),
             )
         }
+    }
+}
+
+/// The worker went away between reserve and hand-off (a reload): the row goes back to
+/// pending, where the new worker claims it.
+async fn release(outbox: &Outbox, id: i64) {
+    if let Err(e) = outbox.complete(id, Completion::Release).await {
+        tracing::error!(delivery_id = id, error = %e, "cannot release a handed-off delivery; it is retried at the next start");
     }
 }
 

@@ -156,22 +156,41 @@ fn enqueue(
     )?
     .execute(params![new.key.as_str(), now])?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at, created_at, enqueued_at, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?4, ?4)",
+        "INSERT INTO deliveries (notification_id, channel, group_key, state, attempts, next_attempt_at, created_at, enqueued_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?6)",
     )?;
-    for channel in &new.channels {
+    let mut group_open = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel = ?1 AND group_key = ?2 AND state IN ('pending', 'inflight'))",
+    )?;
+    let mut deliveries = Vec::with_capacity(new.channels.len());
+    for (i, channel) in new.channels.iter().enumerate() {
+        // A hand-off may not overtake an earlier delivery of its group (order within a group).
+        let handed_off = new.fast.get(i).copied().unwrap_or(false)
+            && !group_open.query_row(params![channel, new.group_key], |r| r.get::<_, bool>(0))?;
+        let (state, attempts) = if handed_off {
+            ("inflight", 1)
+        } else {
+            ("pending", 0)
+        };
         insert.execute(params![
             notification_id,
             channel,
             new.group_key,
+            state,
+            attempts,
             now,
             new.received_at
         ])?;
+        deliveries.push(Stored {
+            id: tx.last_insert_rowid(),
+            handed_off,
+        });
     }
     *open += n;
     Ok(Enqueued::Accepted {
         notification_id,
-        deliveries: new.channels.len(),
+        deliveries,
+        enqueued_at: now,
     })
 }
 

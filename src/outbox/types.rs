@@ -27,13 +27,26 @@ pub struct NewNotification {
     /// `domain::Notification` as JSON, in `schema::PAYLOAD_FORMAT`.
     pub payload: String,
     pub channels: Vec<String>,
+    /// Per channel: ingest holds a worker slot and will hand the delivery over itself, so
+    /// store it in flight (unless its group has an earlier open delivery on that channel).
+    pub fast: Vec<bool>,
+}
+
+/// One stored delivery of an accepted notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    /// Stored in flight, for the caller to hand to the worker.
+    pub handed_off: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     Accepted {
         notification_id: i64,
-        deliveries: usize,
+        /// In the order of `NewNotification::channels`.
+        deliveries: Vec<Stored>,
+        enqueued_at: i64,
     },
     Duplicate,
     Full {
