@@ -10,10 +10,6 @@ use amrelay::config::Settings;
 use amrelay::outbox::{Limits, Request, Requeue, Response, Store};
 use amrelay::telemetry;
 
-// Many small, short-lived allocations per webhook (JSON, HTTP buffers): mimalloc keeps
-// them cheap where glibc's malloc spends its time consolidating.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
