@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use amrelay::outbox::{Limits, Request, Requeue, Response, Store};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -121,29 +120,34 @@ async fn a_wrong_token_is_permanent_and_without_fallback_is_dead_lettered_until_
     assert_eq!(slack.received().len(), 1);
     assert_eq!(slack.accepted().len(), 0);
 
-    // What `amrelay dead-letters list` and `requeue --all` run, while the server runs.
-    let limits = Limits {
-        max_pending: 100,
-        dedup_window: Duration::from_secs(600),
-        retention: Duration::from_secs(3600),
+    // The operator's commands, run while the server runs.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+            .args(args)
+            .arg("--config")
+            .arg(app.dir.path().join("amrelay.toml"))
+            .env("AMRELAY__STORAGE__PATH", store_path(app.dir.path()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     };
-    let mut store = Store::open(&store_path(app.dir.path())).unwrap();
-    let Response::DeadLetters(rows) = store
-        .run(&Request::DeadLetters { limit: 10 }, &limits)
-        .unwrap()
-    else {
-        panic!("wrong response")
-    };
-    assert_eq!(rows.len(), 1);
+    let listed = cli(&["dead-letters", "list"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(
-        rows[0].last_error.contains("invalid_auth"),
-        "{}",
-        rows[0].last_error
+        listed.contains("channel=ops-slack") && listed.contains("invalid_auth"),
+        "{listed}"
     );
-    let Response::Count(n) = store.run(&Request::Requeue(Requeue::All), &limits).unwrap() else {
-        panic!("wrong response")
-    };
-    assert_eq!(n, 1);
+    assert!(listed.contains("[FIRING:1] PrimaryDown"), "{listed}");
+    let id = listed.split('\t').next().unwrap();
+    assert_eq!(
+        cli(&["dead-letters", "requeue", id]).trim(),
+        "requeued 1 deliveries"
+    );
     // The running app still holds the revoked token: the requeued delivery is tried again
     // (and refused again), which shows it left the dead letters.
     slack
