@@ -10,7 +10,6 @@ use amrelay::config::Settings;
 use amrelay::outbox::{Limits, Request, Requeue, Response, Store};
 use amrelay::telemetry;
 
-
 #[derive(Parser)]
 #[command(
     name = "amrelay",

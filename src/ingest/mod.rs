@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod wire;
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::body::{Body, Bytes};
@@ -40,6 +41,8 @@ pub struct Pipeline {
 pub struct AppState {
     pub pipeline: RwLock<Arc<Pipeline>>,
     pub in_flight: Semaphore,
+    /// Refusals come in floods; one log line per interval says how many were not logged.
+    refusal_log: LogEvery,
     pub outbox: Outbox,
     pub metrics: Arc<Metrics>,
 }
@@ -49,6 +52,7 @@ impl AppState {
         AppState {
             pipeline: RwLock::new(Arc::new(pipeline)),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            refusal_log: LogEvery::new(10_000),
             outbox,
             metrics,
         }
@@ -98,6 +102,9 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
     m.received.inc();
     let Ok(_permit) = st.in_flight.try_acquire() else {
         m.reject("overloaded");
+        if let Some(suppressed) = st.refusal_log.allow(now_ms()) {
+            tracing::warn!(suppressed, "too many webhooks in flight; refusing with 503");
+        }
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("amrelay is handling {MAX_IN_FLIGHT} webhooks already; try again later"),
@@ -196,11 +203,14 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
         }
         Ok(Enqueued::Full { pending, max }) => {
             m.reject("store_full");
-            tracing::warn!(
-                pending,
-                max,
-                "outbox full; refusing with 503 so Alertmanager retries"
-            );
+            if let Some(suppressed) = st.refusal_log.allow(now_ms()) {
+                tracing::warn!(
+                    pending,
+                    max,
+                    suppressed,
+                    "outbox full; refusing with 503 so Alertmanager retries (amrelay_webhooks_rejected_total counts each)"
+                );
+            }
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("outbox holds {pending} undelivered deliveries (storage.max_pending = {max}); try again later"),
@@ -215,6 +225,38 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
                 format!("notification not stored: {e}"),
             )
         }
+    }
+}
+
+/// Lets one log line through per `every_ms`; the rest are counted.
+struct LogEvery {
+    every_ms: i64,
+    last_ms: AtomicI64,
+    suppressed: AtomicU64,
+}
+
+impl LogEvery {
+    fn new(every_ms: i64) -> Self {
+        LogEvery {
+            every_ms,
+            last_ms: AtomicI64::new(i64::MIN / 2),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines suppressed since the last one)` when this one may be logged.
+    fn allow(&self, now_ms: i64) -> Option<u64> {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now_ms - last >= self.every_ms
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
@@ -244,5 +286,20 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store does not take writes: {e}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogEvery;
+
+    #[test]
+    fn a_flood_of_refusals_logs_once_per_interval_and_counts_the_rest() {
+        let l = LogEvery::new(10_000);
+        assert_eq!(l.allow(1_000), Some(0));
+        assert_eq!(l.allow(1_001), None);
+        assert_eq!(l.allow(10_999), None);
+        assert_eq!(l.allow(11_000), Some(2));
+        assert_eq!(l.allow(11_001), None);
     }
 }
