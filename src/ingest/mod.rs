@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::config::WebhookAuth;
 use crate::deliver::{Job, Lanes};
+use crate::domain::Notification;
 use crate::outbox::{now_ms, Completion, Enqueued, NewNotification, Outbox};
 use crate::pipeline::{DedupKey, Router as Routes};
 use crate::telemetry::Metrics;
@@ -161,7 +162,7 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
         }
     };
     // A free worker slot now means the delivery can skip the outbox's claim step.
-    let mut permits: Vec<_> = channels.iter().map(|c| p.lanes.try_reserve(c)).collect();
+    let permits: Vec<_> = channels.iter().map(|c| p.lanes.try_reserve(c)).collect();
     let received_at = now_ms();
     let new = NewNotification {
         key: DedupKey::of(&n),
@@ -171,6 +172,30 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
         fast: permits.iter().map(Option::is_some).collect(),
         channels: channels.clone(),
     };
+    // Committing and handing over run to the end even if Alertmanager hangs up meanwhile:
+    // a delivery stored in flight must reach its worker.
+    let commit = tokio::spawn(
+        commit(st.clone(), p, new, n, channels, permits).instrument(tracing::Span::current()),
+    );
+    match commit.await {
+        Ok(response) => response,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("commit task failed: {e}"),
+        ),
+    }
+}
+
+async fn commit(
+    st: Arc<AppState>,
+    p: Arc<Pipeline>,
+    new: NewNotification,
+    n: Notification,
+    channels: Vec<String>,
+    mut permits: Vec<Option<tokio::sync::OwnedSemaphorePermit>>,
+) -> Response {
+    let m = &st.metrics;
+    let received_at = new.received_at;
     match st.outbox.enqueue(new).await {
         Ok(Enqueued::Accepted {
             deliveries,
