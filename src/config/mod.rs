@@ -1,10 +1,10 @@
 //! Settings: the TOML file plus `AMRELAY__SECTION__KEY` overrides, parsed once into typed
 //! values. Every problem names its key; `check-config` runs exactly this code.
 
+mod channel;
 mod raw;
 mod values;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -206,7 +206,7 @@ impl Settings {
         let channels: Vec<ChannelSettings> = raw_channels
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| channel(i, c, &mut p))
+            .filter_map(|(i, c)| channel::channel(i, c, &mut p))
             .collect();
         // Routes and fallbacks may name a channel that has problems of its own: those
         // problems are reported once, at the channel.
@@ -214,7 +214,7 @@ impl Settings {
             .iter()
             .filter_map(|c| c.name.as_deref())
             .collect();
-        check_channel_graph(&channels, &names, &mut p);
+        channel::check_channel_graph(&channels, &names, &mut p);
         let routes = routes(&raw_routes, &names, &mut p);
 
         p.finish(Settings {
@@ -287,176 +287,6 @@ fn server(raw: &RawConfig, p: &mut Problems) -> ServerSettings {
     }
 }
 
-fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<ChannelSettings> {
-    let key = |k: &str| format!("channels[{i}].{k}");
-    let name = match c.name.as_deref() {
-        Some(n) if valid_name(n) => n.to_owned(),
-        Some(n) => {
-            p.push::<()>(
-                key("name"),
-                format!("expected letters, digits, '-', '_' or '.', got {n:?}"),
-            );
-            return None;
-        }
-        None => {
-            p.push::<()>(key("name"), "is required");
-            return None;
-        }
-    };
-    let kind_name = c.kind.as_deref().unwrap_or("");
-    let allowed: &[&str] = match kind_name {
-        "console" => &[],
-        "slack" => &["api_url", "token_file", "token_env", "channel"],
-        "webhook" => &["url", "secret_file", "secret_env"],
-        other => {
-            p.push::<()>(
-                key("kind"),
-                format!("expected \"console\", \"slack\" or \"webhook\", got {other:?}"),
-            );
-            return None;
-        }
-    };
-    for (field, set) in [
-        ("api_url", c.api_url.is_some()),
-        ("token_file", c.token_file.is_some()),
-        ("token_env", c.token_env.is_some()),
-        ("channel", c.channel.is_some()),
-        ("url", c.url.is_some()),
-        ("secret_file", c.secret_file.is_some()),
-        ("secret_env", c.secret_env.is_some()),
-    ] {
-        if set && !allowed.contains(&field) {
-            p.push::<()>(
-                key(field),
-                format!("is not a key of a {kind_name:?} channel"),
-            );
-        }
-    }
-    let defaults = match kind_name {
-        "slack" => (4, Some("1/s")),
-        "webhook" => (32, None),
-        _ => (1, None),
-    };
-    let rate_limit = c.rate_limit.as_deref().or(defaults.1).and_then(|r| {
-        Rate::parse(r)
-            .map_err(|e| p.push::<()>(key("rate_limit"), e))
-            .ok()
-    });
-    let policy = DeliveryPolicy {
-        concurrency: match c.concurrency {
-            Some(0) => p.push(key("concurrency"), "must be above zero"),
-            Some(n) => n,
-            None => defaults.0,
-        },
-        timeout: p.duration(&key("timeout"), c.timeout.as_deref(), "10s"),
-        max_attempts: match c.max_attempts {
-            Some(0) => p.push(key("max_attempts"), "must be above zero"),
-            Some(n) => n,
-            None => 30,
-        },
-        max_age: p.duration(&key("max_age"), c.max_age.as_deref(), "6h"),
-        backoff_min: p.duration(&key("backoff_min"), c.backoff_min.as_deref(), "1s"),
-        backoff_max: p.duration(&key("backoff_max"), c.backoff_max.as_deref(), "5m"),
-        max_retry_after: p.duration(&key("max_retry_after"), c.max_retry_after.as_deref(), "5m"),
-    };
-    if policy.backoff_min > policy.backoff_max {
-        p.push::<()>(key("backoff_min"), "must not exceed backoff_max");
-    }
-    let kind = match kind_name {
-        "slack" => {
-            let api_url = p.url(
-                &key("api_url"),
-                c.api_url.as_deref().unwrap_or("https://slack.com/api"),
-            );
-            let token = p.secret(
-                &key("token"),
-                c.token_file.as_deref(),
-                c.token_env.as_deref(),
-            );
-            if token.is_none() && c.token_file.is_none() && c.token_env.is_none() {
-                p.push::<()>(
-                    key("token_file"),
-                    "a slack channel needs token_file or token_env",
-                );
-            }
-            let channel = match c.channel.as_deref() {
-                Some(ch) if !ch.trim().is_empty() => Some(ch.to_owned()),
-                _ => p.push(
-                    key("channel"),
-                    "is required (a channel name like \"#ops\" or an ID)",
-                ),
-            };
-            match (api_url, token, channel) {
-                (Some(api_url), Some(token), Some(channel)) => ChannelKind::Slack {
-                    api_url,
-                    token,
-                    channel,
-                },
-                _ => return None,
-            }
-        }
-        "webhook" => {
-            let url = match c.url.as_deref() {
-                Some(u) => p.url(&key("url"), u),
-                None => p.push(key("url"), "is required"),
-            };
-            let secret = p.secret(
-                &key("secret"),
-                c.secret_file.as_deref(),
-                c.secret_env.as_deref(),
-            );
-            ChannelKind::Webhook { url: url?, secret }
-        }
-        _ => ChannelKind::Console,
-    };
-    Some(ChannelSettings {
-        name,
-        kind,
-        rate_limit,
-        fallback: c.fallback.clone(),
-        policy,
-    })
-}
-
-fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], p: &mut Problems) {
-    let mut seen = HashSet::new();
-    for (i, c) in channels.iter().enumerate() {
-        if !seen.insert(c.name.as_str()) {
-            p.push::<()>(
-                format!("channels[{i}].name"),
-                format!("{:?} is used by an earlier channel", c.name),
-            );
-        }
-    }
-    for (i, c) in channels.iter().enumerate() {
-        let Some(first) = &c.fallback else { continue };
-        // Follow the chain: it must end at a channel without a fallback.
-        let mut chain = vec![c.name.as_str()];
-        let mut next = Some(first.as_str());
-        while let Some(n) = next {
-            let Some(target) = channels.iter().find(|x| x.name == n) else {
-                if !names.contains(&n) {
-                    p.push::<()>(
-                        format!("channels[{i}].fallback"),
-                        format!("no channel is named {n:?}"),
-                    );
-                }
-                break;
-            };
-            if chain.contains(&n) {
-                chain.push(n);
-                p.push::<()>(
-                    format!("channels[{i}].fallback"),
-                    format!("fallbacks form a loop: {}", chain.join(" -> ")),
-                );
-                break;
-            }
-            chain.push(n);
-            next = target.fallback.as_deref();
-        }
-    }
-}
-
 fn routes(raw: &[RawRoute], names: &[&str], p: &mut Problems) -> Vec<RouteSettings> {
     if raw.is_empty() {
         p.push::<()>(
@@ -516,12 +346,6 @@ fn default_routes() -> Vec<RawRoute> {
         channels: vec!["console".into()],
         ..RawRoute::default()
     }]
-}
-
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 #[derive(Default)]
