@@ -129,16 +129,28 @@ fn alert(i: usize, a: WireAlert) -> Result<Alert, PayloadError> {
     })
 }
 
+/// A captured Alertmanager body from `tests/fixtures/alertmanager/`, for unit tests.
+#[cfg(test)]
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/alertmanager/{name}.raw.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(path).unwrap()
+}
+
+/// The same, parsed.
+#[cfg(test)]
+pub fn fixture(name: &str) -> Notification {
+    parse(&fixture_bytes(name)).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/alertmanager/{name}.raw.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(path).unwrap()
+        fixture_bytes(name)
     }
 
     #[test]

@@ -63,15 +63,7 @@ pub fn is_duplicate(first_accepted_ms: Option<i64>, now_ms: i64, window: Duratio
 mod tests {
     use super::*;
     use crate::domain::Status;
-    use crate::ingest::wire;
-
-    fn fixture(name: &str) -> Notification {
-        let path = format!(
-            "{}/tests/fixtures/alertmanager/{name}.raw.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        wire::parse(&std::fs::read(path).unwrap()).unwrap()
-    }
+    use crate::ingest::wire::fixture;
 
     #[test]
     fn both_ha_instances_produce_the_same_key() {

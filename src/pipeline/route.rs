@@ -45,6 +45,10 @@ mod tests {
     use crate::domain::Matcher;
     use crate::ingest::wire;
 
+    fn primary_down() -> Notification {
+        wire::fixture("primary-down-firing")
+    }
+
     fn route(matchers: &[&str], channels: &[&str], continue_: bool) -> RouteSettings {
         RouteSettings {
             matchers: matchers
@@ -54,14 +58,6 @@ mod tests {
             channels: channels.iter().map(|c| c.to_string()).collect(),
             continue_,
         }
-    }
-
-    fn primary_down() -> Notification {
-        let path = format!(
-            "{}/tests/fixtures/alertmanager/primary-down-firing.raw.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        wire::parse(&std::fs::read(path).unwrap()).unwrap()
     }
 
     #[test]

@@ -24,14 +24,6 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn alertmanager(dir: &Path, i: usize, web: u16, cluster: u16, peer: u16) -> Child {
     let data = dir.join(format!("am{i}"));
     std::fs::create_dir_all(&data).unwrap();
@@ -198,24 +190,20 @@ receivers:
     let handle = tokio::spawn(app.run(async {
         let _ = rx.await;
     }));
-    let relay = TestAppView {
-        base: format!("http://127.0.0.1:{relay_port}"),
-        client: client.clone(),
-    };
+    let relay = format!("http://127.0.0.1:{relay_port}");
+    let wait = Duration::from_secs(90);
 
     // Both instances' retries arrive: received >= 2, deduplicated >= 1.
-    relay
-        .wait_metric("amrelay_webhooks_received_total", 2.0)
-        .await;
-    relay
-        .wait_metric("amrelay_notifications_deduplicated_total", 1.0)
-        .await;
-    relay
-        .wait_metric(
+    for (sample, at_least) in [
+        ("amrelay_webhooks_received_total", 2.0),
+        ("amrelay_notifications_deduplicated_total", 1.0),
+        (
             "amrelay_deliveries_delivered_total{channel=\"ops-slack\"}",
             1.0,
-        )
-        .await;
+        ),
+    ] {
+        wait_metric_at(&client, &relay, sample, at_least, wait).await;
+    }
     let posted = slack.accepted();
     assert_eq!(
         posted.len(),
@@ -226,47 +214,15 @@ receivers:
         .to_string()
         .contains("[FIRING:1] PrimaryDown"));
     assert_eq!(
-        relay
-            .metric("amrelay_webhooks_rejected_total{reason=\"unauthorized\"}")
-            .await,
+        metric_at(
+            &client,
+            &relay,
+            "amrelay_webhooks_rejected_total{reason=\"unauthorized\"}"
+        )
+        .await,
         0.0
     );
 
     let _ = tx.send(());
     handle.await.unwrap().unwrap();
-}
-
-struct TestAppView {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl TestAppView {
-    async fn metric(&self, sample: &str) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_in(&text, sample)
-    }
-
-    async fn wait_metric(&self, sample: &str, at_least: f64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            let v = self.metric(sample).await;
-            if v >= at_least {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out: {sample} = {v}, wanted >= {at_least}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }

@@ -100,32 +100,11 @@ impl TestApp {
 
     /// The value of one sample (`name{labels}` exactly as exposed), 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_in(&text, sample)
+        metric_at(&self.client, &self.url(""), sample).await
     }
 
-    /// Polls `/metrics` until `sample` reaches `at_least`: waits on the condition, not a guess.
     pub async fn wait_metric(&self, sample: &str, at_least: f64, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let v = self.metric(sample).await;
-            if v >= at_least {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {timeout:?}: {sample} = {v}, wanted >= {at_least}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_metric_at(&self.client, &self.url(""), sample, at_least, timeout).await
     }
 
     pub async fn stop(mut self) -> tempfile::TempDir {
@@ -136,6 +115,51 @@ impl TestApp {
             h.await.unwrap().unwrap();
         }
         self.dir
+    }
+}
+
+/// A port free now on 127.0.0.1, for a process that must be told its port in advance.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of one sample on `base`'s `/metrics`, 0 when absent.
+pub async fn metric_at(client: &reqwest::Client, base: &str, sample: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric_in(&text, sample)
+}
+
+/// Polls `base`'s `/metrics` until `sample` reaches `at_least`: waits on the condition,
+/// not a guess.
+pub async fn wait_metric_at(
+    client: &reqwest::Client,
+    base: &str,
+    sample: &str,
+    at_least: f64,
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let v = metric_at(client, base, sample).await;
+        if v >= at_least {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?}: {sample} = {v}, wanted >= {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

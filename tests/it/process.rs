@@ -13,14 +13,6 @@ struct Proc {
     addr: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start(dir: &Path, port: u16) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)

@@ -47,11 +47,7 @@ mod tests {
 
     #[test]
     fn one_line_even_when_labels_hold_newlines() {
-        let path = format!(
-            "{}/tests/fixtures/alertmanager/primary-down-firing.raw.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let mut n = wire::parse(&std::fs::read(path).unwrap()).unwrap();
+        let mut n = wire::fixture("primary-down-firing");
         n.common_annotations.insert("summary", "line one\nline two");
         let line = format_line(&n);
         assert!(!line.contains('\n'));

@@ -173,15 +173,7 @@ fn cut(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::wire;
-
-    fn fixture(name: &str) -> Notification {
-        let path = format!(
-            "{}/tests/fixtures/alertmanager/{name}.raw.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        wire::parse(&std::fs::read(path).unwrap()).unwrap()
-    }
+    use crate::ingest::wire::fixture;
 
     fn all_text(v: &Value) -> String {
         v.to_string()
