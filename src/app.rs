@@ -94,6 +94,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         tracing::info!(%addr, store = %self.settings.storage.path.display(), channels = self.settings.channels.len(), "amrelay listening");
+        warn_unconfigured(&self.state, &self.settings).await;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         axum::serve(self.listener, ingest::router(self.state.clone()))
             .with_graceful_shutdown(shutdown)
@@ -113,12 +114,33 @@ impl Reloader {
     /// Swaps routes, auth and channels. The listen address and the store need a restart.
     pub async fn reload(&self, new: Settings) {
         let mut current = self.current.lock().await;
-        if new.server.listen != current.server.listen || new.storage.path != current.storage.path {
-            tracing::warn!("server.listen and storage.path take effect only at the next start");
-        }
         let mut slot = self.deliverer.lock().await;
-        if let Some(old) = slot.take() {
-            old.shutdown(current.server.shutdown_grace).await;
+        let Some(old) = slot.take() else {
+            tracing::warn!("SIGHUP during shutdown: reload skipped");
+            return;
+        };
+        for (key, changed) in [
+            ("server.listen", new.server.listen != current.server.listen),
+            ("storage.path", new.storage.path != current.storage.path),
+            (
+                "storage.max_pending",
+                new.storage.max_pending != current.storage.max_pending,
+            ),
+            (
+                "storage.retention",
+                new.storage.retention != current.storage.retention,
+            ),
+            ("dedup.window", new.dedup_window != current.dedup_window),
+        ] {
+            if changed {
+                tracing::warn!(key, "changed, but takes effect only at the next start");
+            }
+        }
+        if old.shutdown(current.server.shutdown_grace).await {
+            // The aborted attempts' rows are in flight with nobody attempting them.
+            if let Err(e) = self.state.outbox.recover_inflight().await {
+                tracing::error!(error = %e, "cannot return abandoned deliveries to pending; they are retried at the next start");
+            }
         }
         let started = Deliverer::start(&new, &self.state.outbox, &self.state.metrics, &self.client);
         self.state.replace_pipeline(pipeline(&new, &started));
@@ -128,7 +150,21 @@ impl Reloader {
             routes = new.routes.len(),
             "configuration reloaded"
         );
+        warn_unconfigured(&self.state, &new).await;
         *current = new;
+    }
+}
+
+/// Deliveries waiting for a channel the configuration no longer has are never sent.
+async fn warn_unconfigured(state: &AppState, settings: &Settings) {
+    if let Ok(stats) = state.outbox.stats().await {
+        for c in stats
+            .channels
+            .iter()
+            .filter(|c| settings.channel(&c.channel).is_none())
+        {
+            tracing::warn!(channel = %c.channel, undelivered = c.open, "deliveries wait for a channel that is not configured; add it back to deliver them");
+        }
     }
 }
 

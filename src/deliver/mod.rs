@@ -104,16 +104,19 @@ impl Deliverer {
 
     /// Stops claiming, lets attempts in flight finish within `grace`, then abandons the
     /// rest: they stay in flight in the store and are tried again at the next start.
-    pub async fn shutdown(self, grace: Duration) {
+    /// Returns true when workers had to be aborted (their rows are still in flight).
+    pub async fn shutdown(self, grace: Duration) -> bool {
         self.stop.cancel();
         let aborts: Vec<_> = self.workers.iter().map(|w| w.abort_handle()).collect();
         let all = futures_join_all(self.workers);
-        if tokio::time::timeout(grace, all).await.is_err() {
-            tracing::warn!(?grace, "deliveries still in flight at the end of the grace period; they will be retried at the next start");
-            for a in aborts {
-                a.abort();
-            }
+        if tokio::time::timeout(grace, all).await.is_ok() {
+            return false;
         }
+        tracing::warn!(?grace, "deliveries still in flight at the end of the grace period were abandoned; they will be tried again");
+        for a in aborts {
+            a.abort();
+        }
+        true
     }
 }
 

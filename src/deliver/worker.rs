@@ -22,6 +22,8 @@ use crate::telemetry::Metrics;
 /// The longest a worker sleeps without looking at the store (a requeue from the CLI, a
 /// retry falling due).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// About five minutes of retries for recording an outcome.
+const RECORD_TRIES: u32 = 64;
 
 /// One delivery the worker is about to attempt.
 pub struct Job {
@@ -101,9 +103,15 @@ impl ChannelWorker {
                     _ = tokio::time::sleep(IDLE_POLL) => continue,
                 }
             }
+            // Take the slots before claiming: a claimed row must never wait for a slot that
+            // a hand-off queued behind it holds.
+            let Ok(mut held) = permits.clone().try_acquire_many_owned(free as u32) else {
+                continue;
+            };
             let claim = match self.outbox.claim(&self.name, free).await {
                 Ok(c) => c,
                 Err(e) => {
+                    drop(held);
                     tracing::error!(channel = %self.name, error = %e, "cannot claim deliveries");
                     tokio::select! {
                         _ = stop.cancelled() => break,
@@ -112,6 +120,8 @@ impl ChannelWorker {
                 }
             };
             if claim.deliveries.is_empty() {
+                // Give the slots back while waiting: hand-offs need them.
+                drop(held);
                 let now = now_ms();
                 let wait = match claim.next_due_at {
                     Some(due) if due > now => {
@@ -129,8 +139,10 @@ impl ChannelWorker {
                 continue;
             }
             for d in claim.deliveries {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
+                // One slot per claimed row: `held` has `free` slots and the claim at most `free` rows.
+                let Some(permit) = held.split(1) else {
+                    self.record(d.id, Completion::Release).await;
+                    continue;
                 };
                 match self.job_of(d) {
                     Ok(job) => self.spawn_job(&mut tasks, job, permit, &stop),
@@ -303,10 +315,22 @@ impl ChannelWorker {
         }
     }
 
+    /// Records an outcome, retrying while the store refuses (a full disk): a row left
+    /// in flight would hold back its whole group until the next start.
     async fn record(&self, id: i64, completion: Completion) {
-        if let Err(e) = self.outbox.complete(id, completion).await {
-            // The row stays in flight; the next start tries it again.
-            tracing::error!(error = %e, "cannot record the delivery's outcome");
+        let mut wait = Duration::from_millis(100);
+        for attempt in 1..=RECORD_TRIES {
+            match self.outbox.complete(id, completion.clone()).await {
+                Ok(()) => return,
+                Err(e) if attempt == RECORD_TRIES => {
+                    tracing::error!(error = %e, delivery_id = id, "cannot record the delivery's outcome; it is retried at the next start");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, delivery_id = id, "cannot record the delivery's outcome yet; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 }

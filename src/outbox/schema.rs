@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 -- Partial indexes: a delivered row leaves the hot indexes, so they stay small.
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, next_attempt_at, id)
     WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries (channel, group_key, id)
+CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries (channel, group_key, notification_id)
     WHERE state IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries (updated_at)
     WHERE state IN ('delivered', 'failed_over', 'dead');

@@ -59,15 +59,19 @@ impl Store {
     /// After a crash or stop nothing is in flight: those attempts' outcomes are unknown,
     /// so they are tried again (the only source of duplicates).
     pub fn recover_inflight(&mut self) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE deliveries SET state = 'pending', last_error = 'interrupted: amrelay stopped during the attempt' WHERE state = 'inflight'",
-            [],
-        )?)
+        recover_inflight(&self.conn)
     }
 
     pub fn count_open(&self) -> Result<u64, StoreError> {
         count_open(&self.conn)
     }
+}
+
+fn recover_inflight(conn: &Connection) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE deliveries SET state = 'pending', last_error = 'interrupted: amrelay stopped during the attempt' WHERE state = 'inflight'",
+        [],
+    )?)
 }
 
 pub fn now_ms() -> i64 {
@@ -121,6 +125,7 @@ pub(super) fn exec(
             Ok(Response::Count(n))
         }
         Request::Prune => prune(tx, limits, now).map(Response::Count),
+        Request::RecoverInflight => Ok(Response::Count(recover_inflight(tx)?)),
     }
 }
 
@@ -195,7 +200,8 @@ fn enqueue(
 }
 
 /// Claims up to `limit` due deliveries of one channel, oldest first, never one whose
-/// group has an earlier open delivery on this channel (a resolve waits for its firing).
+/// group has an open delivery of an earlier notification on this channel (a resolve
+/// waits for its firing, also when the firing arrives later as a fallback).
 fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Claim, StoreError> {
     let ids: Vec<i64> = tx
         .prepare_cached(
@@ -204,7 +210,7 @@ fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Clai
                AND NOT EXISTS (
                  SELECT 1 FROM deliveries e
                  WHERE e.channel = ?1 AND e.group_key = d.group_key
-                   AND e.state IN ('pending', 'inflight') AND e.id < d.id)
+                   AND e.state IN ('pending', 'inflight') AND e.notification_id < d.notification_id)
              ORDER BY d.next_attempt_at, d.id
              LIMIT ?3",
         )?

@@ -143,6 +143,8 @@ pub enum Request {
     Prune,
     /// A small write, for the readiness probe.
     Probe,
+    /// Every in-flight row back to pending: nothing is attempting them any more.
+    RecoverInflight,
 }
 
 #[derive(Debug)]

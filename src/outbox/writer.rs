@@ -96,6 +96,14 @@ impl Outbox {
         }
     }
 
+    /// After workers were aborted: their rows in flight go back to pending.
+    pub async fn recover_inflight(&self) -> Result<usize, StoreError> {
+        match self.call(Request::RecoverInflight).await? {
+            Response::Count(n) => Ok(n),
+            other => unreachable_response(other),
+        }
+    }
+
     /// Proves the store takes a write.
     pub async fn probe(&self) -> Result<(), StoreError> {
         self.call(Request::Probe).await.map(|_| ())
@@ -203,7 +211,7 @@ fn makes_work(req: &Request, result: &Result<Response, StoreError>) -> bool {
         (Request::Complete { completion, .. }, Ok(_)) => {
             !matches!(completion, Completion::RetryAt { .. })
         }
-        (Request::Requeue(_), Ok(Response::Count(n))) => *n > 0,
+        (Request::Requeue(_) | Request::RecoverInflight, Ok(Response::Count(n))) => *n > 0,
         _ => false,
     }
 }

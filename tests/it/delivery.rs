@@ -315,3 +315,43 @@ async fn the_rate_limit_keeps_slack_from_refusing_a_burst() {
     );
     app.stop().await;
 }
+
+/// Hand-offs and claims share a single slot here; a burst must neither deadlock nor
+/// strand a delivery in flight.
+#[tokio::test]
+async fn a_single_slot_channel_delivers_a_concurrent_burst() {
+    let hook = Fake::webhook().await;
+    hook.set_default(Answer::Slow(Duration::from_millis(2)));
+    let app = spawn_app(&format!(
+        "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nconcurrency = 1\n[[routes]]\nchannels = [\"hook\"]\n",
+        hook.hook_url()
+    ))
+    .await;
+    const N: usize = 200;
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let (client, url) = (app.client.clone(), app.url("/webhook/alertmanager"));
+        posts.spawn(async move {
+            let body = notification("primary-down-firing", &format!("single-{i}"));
+            client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    while let Some(status) = posts.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    app.wait_metric(
+        "amrelay_deliveries_delivered_total{channel=\"hook\"}",
+        N as f64,
+        WAIT,
+    )
+    .await;
+    assert_eq!(hook.accepted().len(), N);
+    app.stop().await;
+}
