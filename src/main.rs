@@ -189,7 +189,7 @@ fn dead_letters(cmd: DeadLetterCommand) -> ExitCode {
                 println!("no dead letters");
             }
             for r in rows {
-                let title = serde_json::from_str::<amrelay::domain::Notification>(&r.payload)
+                let title = amrelay::outbox::stored::parse(r.format, &r.payload)
                     .map(|n| format!("{} group={:?}", n.title(), n.group_key))
                     .unwrap_or_else(|_| format!("(payload format {})", r.format));
                 println!(

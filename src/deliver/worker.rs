@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::retry::{self, Decision};
 use crate::config::{ChannelSettings, DeliveryPolicy};
 use crate::domain::Notification;
-use crate::outbox::{now_ms, Claimed, Completion, Outbox};
+use crate::outbox::{now_ms, stored, Claimed, Completion, Outbox};
 use crate::sinks::{Delivery, Outcome, Sink};
 use crate::telemetry::metrics::{AttemptLabels, ChannelReasonLabels};
 use crate::telemetry::Metrics;
@@ -163,7 +163,7 @@ impl ChannelWorker {
     }
 
     fn job_of(&self, d: Claimed) -> Result<Job, (i64, String)> {
-        let notification: Notification = serde_json::from_str(&d.payload).map_err(|e| {
+        let notification: Notification = stored::parse(d.format, &d.payload).map_err(|e| {
             (
                 d.id,
                 format!(

@@ -10,5 +10,8 @@ mod types;
 mod writer;
 
 pub use store::{now_ms, Limits, Store};
+
+pub mod stored;
+
 pub use types::*;
 pub use writer::Outbox;

@@ -4,7 +4,8 @@
 use rusqlite::Connection;
 
 pub const SCHEMA_VERSION: i64 = 1;
-/// The JSON shape of `domain::Notification` stored in `notifications.payload`.
+/// `notifications.payload` format 1: the Alertmanager webhook body (version 4) exactly
+/// as received.
 pub const PAYLOAD_FORMAT: i64 = 1;
 
 const SCHEMA: &str = "

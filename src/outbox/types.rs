@@ -24,7 +24,7 @@ pub struct NewNotification {
     pub key: DedupKey,
     pub group_key: String,
     pub received_at: i64,
-    /// `domain::Notification` as JSON, in `schema::PAYLOAD_FORMAT`.
+    /// The webhook body as received (`schema::PAYLOAD_FORMAT`).
     pub payload: String,
     pub channels: Vec<String>,
     /// Per channel: ingest holds a worker slot and will hand the delivery over itself, so
