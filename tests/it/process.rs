@@ -145,11 +145,7 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
         "[[channels]]\nname = \"s\"\nkind = \"slack\"\nchannel = \"#x\"\nrate_limit = \"fast\"\n[[routes]]\nmatchers = ['a=\"b\"']\nchannels = [\"s\"]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_amrelay"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = amrelay("check-config", &path, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for key in [
@@ -161,23 +157,21 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
     }
     assert_eq!(err.lines().count(), 3, "one line per problem:\n{err}");
     // serve refuses the same file before binding anything.
-    let out = Command::new(env!("CARGO_BIN_EXE_amrelay"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = amrelay("serve", &path, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("channels[0].rate_limit"));
 
     // The shipped example documents every key and must stay valid.
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/amrelay.example.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_amrelay"))
-        .args(["check-config", "--config", example])
-        .env("AMRELAY_WEBHOOK_TOKEN", "t")
-        .env("SLACK_BOT_TOKEN", "xoxb-t")
-        .env("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-        .output()
-        .unwrap();
+    let example = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/amrelay.example.toml"
+    ));
+    let secrets = [
+        ("AMRELAY_WEBHOOK_TOKEN", "t"),
+        ("SLACK_BOT_TOKEN", "xoxb-t"),
+        ("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    ];
+    let out = amrelay("check-config", example, &secrets);
     assert!(
         out.status.success(),
         "{}",
@@ -190,16 +184,22 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
         "[[channels]]\nname = \"c\"\nkind = \"console\"\n[[routes]]\nchannels = [\"c\"]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_amrelay"))
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = amrelay("check-config", &good, &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `amrelay COMMAND --config PATH` to completion.
+fn amrelay(command: &str, config: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args([command, "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 #[tokio::test]
