@@ -39,11 +39,7 @@ pub struct Reloader {
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
-        let limits = Limits {
-            max_pending: settings.storage.max_pending,
-            dedup_window: settings.dedup_window,
-            retention: settings.storage.retention,
-        };
+        let limits = Limits::of(&settings);
         let (outbox, _writer) =
             Outbox::open(&settings.storage.path, limits).with_context(|| {
                 format!(

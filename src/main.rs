@@ -177,11 +177,7 @@ fn dead_letters(cmd: DeadLetterCommand) -> ExitCode {
     let Some(settings) = load_or_report(config.config.as_deref()) else {
         return ExitCode::FAILURE;
     };
-    let limits = Limits {
-        max_pending: settings.storage.max_pending,
-        dedup_window: settings.dedup_window,
-        retention: settings.storage.retention,
-    };
+    let limits = Limits::of(&settings);
     let result = Store::open(&settings.storage.path).and_then(|mut s| s.run(&req, &limits));
     match result {
         Ok(Response::DeadLetters(rows)) => {

@@ -100,16 +100,6 @@ pub enum ChannelKind {
     },
 }
 
-impl ChannelKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ChannelKind::Console => "console",
-            ChannelKind::Slack { .. } => "slack",
-            ChannelKind::Webhook { .. } => "webhook",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct RouteSettings {
     pub matchers: Vec<Matcher>,

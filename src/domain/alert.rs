@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Whether an alert (or a whole notification) is firing or resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Firing,
@@ -38,7 +38,7 @@ impl fmt::Display for Status {
 }
 
 /// Label or annotation names to values, kept sorted so output is stable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct LabelSet(BTreeMap<String, String>);
 
@@ -73,8 +73,7 @@ impl FromIterator<(String, String)> for LabelSet {
 }
 
 /// Alertmanager's hash of an alert's label set (16 hex digits on the wire).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Fingerprint(String);
 
 impl Fingerprint {
@@ -89,7 +88,7 @@ impl Fingerprint {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub status: Status,
     pub labels: LabelSet,
@@ -102,7 +101,7 @@ pub struct Alert {
 }
 
 /// One webhook from Alertmanager: an alert group as one receiver should see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
     pub receiver: String,
     pub status: Status,

@@ -197,7 +197,6 @@ async fn commit(
         Ok(Enqueued::Accepted {
             deliveries,
             enqueued_at,
-            ..
         }) => {
             let n = Arc::new(n);
             for ((c, stored), permit) in channels.iter().zip(&deliveries).zip(permits.iter_mut()) {

@@ -193,7 +193,6 @@ fn enqueue(
     }
     *open += n;
     Ok(Enqueued::Accepted {
-        notification_id,
         deliveries,
         enqueued_at: now,
     })
@@ -392,4 +391,14 @@ pub struct Limits {
     pub max_pending: u64,
     pub dedup_window: Duration,
     pub retention: Duration,
+}
+
+impl Limits {
+    pub fn of(s: &crate::config::Settings) -> Self {
+        Limits {
+            max_pending: s.storage.max_pending,
+            dedup_window: s.dedup_window,
+            retention: s.storage.retention,
+        }
+    }
 }

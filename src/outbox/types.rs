@@ -43,7 +43,6 @@ pub struct Stored {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     Accepted {
-        notification_id: i64,
         /// In the order of `NewNotification::channels`.
         deliveries: Vec<Stored>,
         enqueued_at: i64,

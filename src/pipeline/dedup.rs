@@ -44,10 +44,6 @@ impl DedupKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    pub fn from_stored(s: String) -> Self {
-        DedupKey(s)
-    }
 }
 
 fn to_hex(bytes: &[u8]) -> String {

@@ -160,9 +160,9 @@ async fn a_wrong_token_is_permanent_and_without_fallback_is_dead_lettered_until_
 async fn a_resolve_never_arrives_before_its_firing() {
     let hook = Fake::webhook().await;
     hook.script([Answer::Status(503), Answer::Status(503)]);
-    let app = spawn_app(&format!(
-        "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nbackoff_min = \"200ms\"\nbackoff_max = \"400ms\"\n[[routes]]\nchannels = [\"hook\"]\n",
-        hook.hook_url()
+    let app = spawn_app(&hook_config(
+        &hook.hook_url(),
+        "backoff_min = \"200ms\"\nbackoff_max = \"400ms\"\n",
     ))
     .await;
     assert_eq!(
@@ -204,9 +204,9 @@ async fn webhook_requests_are_signed_the_standard_webhooks_way_on_every_attempt(
     .unwrap();
     let app = spawn_app_in(
         dir,
-        &format!(
-            "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret_file = \"{{dir}}/hook.key\"\nbackoff_min = \"50ms\"\n[[routes]]\nchannels = [\"hook\"]\n",
-            hook.hook_url()
+        &hook_config(
+            &hook.hook_url(),
+            "secret_file = \"{dir}/hook.key\"\nbackoff_min = \"50ms\"\n",
         ),
     )
     .await;
@@ -249,9 +249,9 @@ async fn webhook_requests_are_signed_the_standard_webhooks_way_on_every_attempt(
 async fn a_timed_out_attempt_is_retried() {
     let hook = Fake::webhook().await;
     hook.script([Answer::Slow(Duration::from_secs(2))]);
-    let app = spawn_app(&format!(
-        "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"300ms\"\nbackoff_min = \"50ms\"\n[[routes]]\nchannels = [\"hook\"]\n",
-        hook.hook_url()
+    let app = spawn_app(&hook_config(
+        &hook.hook_url(),
+        "timeout = \"300ms\"\nbackoff_min = \"50ms\"\n",
     ))
     .await;
     app.post(notification("primary-down-firing", "slow")).await;
@@ -322,11 +322,7 @@ async fn the_rate_limit_keeps_slack_from_refusing_a_burst() {
 async fn a_single_slot_channel_delivers_a_concurrent_burst() {
     let hook = Fake::webhook().await;
     hook.set_default(Answer::Slow(Duration::from_millis(2)));
-    let app = spawn_app(&format!(
-        "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nconcurrency = 1\n[[routes]]\nchannels = [\"hook\"]\n",
-        hook.hook_url()
-    ))
-    .await;
+    let app = spawn_app(&hook_config(&hook.hook_url(), "concurrency = 1\n")).await;
     const N: usize = 200;
     let mut posts = tokio::task::JoinSet::new();
     for i in 0..N {

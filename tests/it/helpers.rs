@@ -173,6 +173,14 @@ pub fn metric_in(text: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A config with one webhook channel "hook" at `url` (extra keys as TOML lines) and a
+/// catch-all route to it.
+pub fn hook_config(url: &str, extra_channel_keys: &str) -> String {
+    format!(
+        "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n{extra_channel_keys}\n[[routes]]\nchannels = [\"hook\"]\n"
+    )
+}
+
 /// A config with one Slack channel on `fake` (rate limit as given) and a catch-all route.
 pub fn slack_config(api_url: &str, extra_channel_keys: &str) -> String {
     format!(

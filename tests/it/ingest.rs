@@ -15,24 +15,10 @@ async fn app_with_server(server: &str) -> TestApp {
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = app_with_server("").await;
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    for path in ["/healthz", "/readyz"] {
+        let status = app.client.get(app.url(path)).send().await.unwrap().status();
+        assert_eq!(status, 200, "{path}");
+    }
     app.stop().await;
 }
 

@@ -66,10 +66,7 @@ async fn sigkill_mid_delivery_loses_nothing_and_duplicates_only_what_was_in_flig
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("amrelay.toml"),
-        format!(
-            "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nconcurrency = 2\ntimeout = \"60s\"\n[[routes]]\nchannels = [\"hook\"]\n",
-            hook.hook_url()
-        ),
+        hook_config(&hook.hook_url(), "concurrency = 2\ntimeout = \"60s\"\n"),
     )
     .unwrap();
     let port = free_port();
@@ -243,11 +240,7 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_when_the_new_is_inv
     assert_eq!(post("after-bad-reload").await.unwrap().status(), 200);
 
     // A valid file routing to the webhook: the next notification goes there.
-    std::fs::write(
-        &config,
-        format!("[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n[[routes]]\nchannels = [\"hook\"]\n", hook.hook_url()),
-    )
-    .unwrap();
+    std::fs::write(&config, hook_config(&hook.hook_url(), "")).unwrap();
     assert!(hup(p.child.id()).success());
     while !std::fs::read_to_string(&log)
         .unwrap()
