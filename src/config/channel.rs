@@ -3,8 +3,9 @@
 
 use std::collections::HashSet;
 
+use super::email::{self, EmailProvider};
 use super::raw::RawChannel;
-use super::{ChannelKind, ChannelSettings, DeliveryPolicy, Problems, Rate};
+use super::{ChannelKind, ChannelSettings, CircuitPolicy, DeliveryPolicy, Problems, Rate};
 
 pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<ChannelSettings> {
     let key = |k: &str| format!("channels[{i}].{k}");
@@ -23,18 +24,22 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
         }
     };
     let kind_name = c.kind.as_deref().unwrap_or("");
-    let allowed: &[&str] = match kind_name {
-        "console" => &[],
-        "slack" => &["api_url", "token_file", "token_env", "channel"],
-        "webhook" => &["url", "secret_file", "secret_env"],
-        other => {
-            p.push::<()>(
-                key("kind"),
-                format!("expected \"console\", \"slack\" or \"webhook\", got {other:?}"),
-            );
-            return None;
+    let provider = c.provider.as_deref().unwrap_or("");
+    let allows = |field: &str| -> bool {
+        match kind_name {
+            "slack" => ["api_url", "token_file", "token_env", "channel"].contains(&field),
+            "webhook" => ["url", "secret_file", "secret_env"].contains(&field),
+            "email" => email::allows(provider, field),
+            _ => false,
         }
     };
+    if !matches!(kind_name, "console" | "slack" | "webhook" | "email") {
+        p.push::<()>(
+            key("kind"),
+            format!("expected \"console\", \"slack\", \"webhook\" or \"email\", got {kind_name:?}"),
+        );
+        return None;
+    }
     for (field, set) in [
         ("api_url", c.api_url.is_some()),
         ("token_file", c.token_file.is_some()),
@@ -43,17 +48,36 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
         ("url", c.url.is_some()),
         ("secret_file", c.secret_file.is_some()),
         ("secret_env", c.secret_env.is_some()),
+        ("provider", c.provider.is_some()),
+        ("from", c.from.is_some()),
+        ("to", c.to.is_some()),
+        ("cc", c.cc.is_some()),
+        ("subject", c.subject.is_some()),
+        ("text_template_file", c.text_template_file.is_some()),
+        ("html_template_file", c.html_template_file.is_some()),
+        ("api_key_file", c.api_key_file.is_some()),
+        ("api_key_env", c.api_key_env.is_some()),
+        ("domain", c.domain.is_some()),
+        ("message_stream", c.message_stream.is_some()),
+        ("host", c.host.is_some()),
+        ("port", c.port.is_some()),
+        ("tls", c.tls.is_some()),
+        ("username", c.username.is_some()),
+        ("password_file", c.password_file.is_some()),
+        ("password_env", c.password_env.is_some()),
     ] {
-        if set && !allowed.contains(&field) {
-            p.push::<()>(
-                key(field),
-                format!("is not a key of a {kind_name:?} channel"),
-            );
+        if set && !allows(field) {
+            let what = match (kind_name, provider) {
+                ("email", p) if !p.is_empty() => format!("an email channel with provider {p:?}"),
+                (k, _) => format!("a {k:?} channel"),
+            };
+            p.push::<()>(key(field), format!("is not a key of {what}"));
         }
     }
     let defaults = match kind_name {
         "slack" => (4, Some("1/s")),
         "webhook" => (32, None),
+        "email" => (EmailProvider::default_concurrency(provider), None),
         _ => (1, None),
     };
     let rate_limit = c.rate_limit.as_deref().or(defaults.1).and_then(|r| {
@@ -77,6 +101,7 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
         backoff_min: p.duration(&key("backoff_min"), c.backoff_min.as_deref(), "1s"),
         backoff_max: p.duration(&key("backoff_max"), c.backoff_max.as_deref(), "5m"),
         max_retry_after: p.duration(&key("max_retry_after"), c.max_retry_after.as_deref(), "5m"),
+        circuit: circuit(c, &key, p),
     };
     if policy.backoff_min > policy.backoff_max {
         p.push::<()>(key("backoff_min"), "must not exceed backoff_max");
@@ -126,6 +151,7 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
             );
             ChannelKind::Webhook { url: url?, secret }
         }
+        "email" => ChannelKind::Email(Box::new(email::settings(c, &key, p)?)),
         _ => ChannelKind::Console,
     };
     Some(ChannelSettings {
@@ -135,6 +161,34 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
         fallback: c.fallback.clone(),
         policy,
     })
+}
+
+/// The circuit breaker only has somewhere to send deliveries when there is a fallback.
+fn circuit(
+    c: &RawChannel,
+    key: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> Option<CircuitPolicy> {
+    let open_for = p.duration(
+        &key("circuit_open_for"),
+        c.circuit_open_for.as_deref(),
+        "30s",
+    );
+    if c.fallback.is_none() {
+        for (k, set) in [
+            ("circuit_failures", c.circuit_failures.is_some()),
+            ("circuit_open_for", c.circuit_open_for.is_some()),
+        ] {
+            if set {
+                p.push::<()>(key(k), "has no effect without a fallback: an open circuit sends deliveries to the fallback");
+            }
+        }
+        return None;
+    }
+    match c.circuit_failures.unwrap_or(5) {
+        0 => None,
+        failures => Some(CircuitPolicy { failures, open_for }),
+    }
 }
 
 pub(super) fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], p: &mut Problems) {

@@ -2,6 +2,7 @@
 //! values. Every problem names its key; `check-config` runs exactly this code.
 
 mod channel;
+mod email;
 mod raw;
 mod values;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use reqwest::Url;
 use secrecy::SecretString;
 
+pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls};
 pub use values::Rate;
 
 use crate::domain::Matcher;
@@ -84,6 +86,16 @@ pub struct DeliveryPolicy {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub max_retry_after: Duration,
+    /// Set when the channel has a fallback: after this many failed attempts in a row,
+    /// deliveries go straight to the fallback until a probe succeeds.
+    pub circuit: Option<CircuitPolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CircuitPolicy {
+    pub failures: u32,
+    /// How long the circuit stays open before one delivery probes the channel.
+    pub open_for: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +110,19 @@ pub enum ChannelKind {
         url: Url,
         secret: Option<SecretString>,
     },
+    Email(Box<EmailSettings>),
+}
+
+impl ChannelKind {
+    /// For logs and the `amrelay_channel_info` metric: `slack`, `email/sendgrid`, ...
+    pub fn describe(&self) -> (&'static str, &'static str) {
+        match self {
+            ChannelKind::Console => ("console", ""),
+            ChannelKind::Slack { .. } => ("slack", ""),
+            ChannelKind::Webhook { .. } => ("webhook", ""),
+            ChannelKind::Email(e) => ("email", e.provider.name()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -70,6 +70,9 @@ pub struct RawChannel {
     pub backoff_min: Option<String>,
     pub backoff_max: Option<String>,
     pub max_retry_after: Option<String>,
+    /// Consecutive failures that open the circuit (only with a fallback).
+    pub circuit_failures: Option<u32>,
+    pub circuit_open_for: Option<String>,
     // slack
     pub api_url: Option<String>,
     pub token_file: Option<String>,
@@ -79,6 +82,26 @@ pub struct RawChannel {
     pub url: Option<String>,
     pub secret_file: Option<String>,
     pub secret_env: Option<String>,
+    // email, any provider
+    pub provider: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
+    pub cc: Option<Vec<String>>,
+    pub subject: Option<String>,
+    pub text_template_file: Option<String>,
+    pub html_template_file: Option<String>,
+    // email through an HTTP API
+    pub api_key_file: Option<String>,
+    pub api_key_env: Option<String>,
+    pub domain: Option<String>,
+    pub message_stream: Option<String>,
+    // email through SMTP
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,6 +2,7 @@
 //! channel's rate limit, sends through the sink, and records what came of it: delivered,
 //! retry later (backoff, or the far side's Retry-After), fallback, or dead letter.
 
+mod circuit;
 pub mod retry;
 mod worker;
 
@@ -77,7 +78,8 @@ impl Deliverer {
         let mut lanes = HashMap::new();
         let mut workers = Vec::new();
         for c in &settings.channels {
-            metrics.init_channel(&c.name);
+            let (kind, provider) = c.kind.describe();
+            metrics.init_channel(&c.name, kind, provider);
             let permits = Arc::new(Semaphore::new(c.policy.concurrency as usize));
             let (tx, rx) = mpsc::unbounded_channel();
             lanes.insert(

@@ -78,6 +78,7 @@ mod tests {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(300),
+            circuit: None,
         }
     }
 

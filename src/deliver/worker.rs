@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::circuit::{Admit, Circuit, State};
 use super::retry::{self, Decision};
 use crate::config::{ChannelSettings, DeliveryPolicy};
 use crate::domain::Notification;
@@ -50,6 +51,8 @@ pub struct ChannelWorker {
     limiter: Option<DefaultDirectRateLimiter>,
     /// Set by a Retry-After: the whole channel holds back, not just that delivery.
     paused_until: Mutex<Option<Instant>>,
+    /// Only for a channel with a fallback.
+    circuit: Option<Circuit>,
     outbox: Outbox,
     metrics: Arc<Metrics>,
 }
@@ -70,6 +73,11 @@ impl ChannelWorker {
             fallback: c.fallback.clone(),
             limiter,
             paused_until: Mutex::new(None),
+            circuit: c
+                .policy
+                .circuit
+                .filter(|_| c.fallback.is_some())
+                .map(Circuit::new),
             outbox,
             metrics,
         }
@@ -204,6 +212,18 @@ impl ChannelWorker {
     ) {
         let notification = d.notification.clone();
         tracing::Span::current().record("group_key", notification.group_key.as_str());
+        let admitted = match &self.circuit {
+            Some(c) => c.admit(Instant::now()),
+            None => Admit::Send,
+        };
+        if admitted == Admit::Divert {
+            drop(permit);
+            return self.divert(d.id).await;
+        }
+        if admitted == Admit::Probe {
+            self.circuit_changed(State::HalfOpen);
+            tracing::info!("circuit half-open: this delivery probes the channel");
+        }
         // Waiting for the channel is not an attempt: on stop, hand the delivery back.
         tokio::select! {
             _ = stop.cancelled() => return self.record(d.id, Completion::Release).await,
@@ -213,7 +233,9 @@ impl ChannelWorker {
         let delivery = Delivery {
             id: d.id,
             attempt: d.attempts,
+            created_at: d.created_at,
             notification: &notification,
+            test: false,
         };
         let outcome =
             match tokio::time::timeout(self.policy.timeout, self.sink.send(&delivery)).await {
@@ -235,6 +257,28 @@ impl ChannelWorker {
                 outcome: outcome.kind().to_owned(),
             })
             .inc();
+        if let Outcome::Retryable { reason, .. } | Outcome::Permanent { reason, .. } = &outcome {
+            self.metrics
+                .attempt_failures
+                .get_or_create(&ChannelReasonLabels {
+                    channel: self.name.clone(),
+                    reason: reason.clone(),
+                })
+                .inc();
+        }
+        if let Some(c) = &self.circuit {
+            let ok = outcome == Outcome::Delivered;
+            if let Some(state) = c.record(admitted, ok, Instant::now()) {
+                self.circuit_changed(state);
+                match state {
+                    State::Open => tracing::warn!(
+                        failures = c.failures(),
+                        "circuit open: deliveries go to the fallback until a probe succeeds"
+                    ),
+                    _ => tracing::info!("circuit closed: the channel answered again"),
+                }
+            }
+        }
         if let Outcome::Retryable {
             retry_after: Some(ra),
             ..
@@ -296,6 +340,36 @@ impl ChannelWorker {
             }
         };
         self.record(d.id, completion).await;
+    }
+
+    /// The circuit is open: the delivery goes to the fallback without an attempt.
+    async fn divert(&self, id: i64) {
+        let Some(to) = self.fallback.clone() else {
+            return self.record(id, Completion::Release).await;
+        };
+        self.metrics
+            .failed
+            .get_or_create(&ChannelReasonLabels {
+                channel: self.name.clone(),
+                reason: "circuit_open".into(),
+            })
+            .inc();
+        self.metrics
+            .fallbacks
+            .get_or_create(&Metrics::channel(&self.name))
+            .inc();
+        tracing::info!(fallback = %to, "circuit open; handing to the fallback");
+        let error =
+            "circuit_open: the channel failed repeatedly; sent to the fallback without an attempt"
+                .to_owned();
+        self.record(id, Completion::FailOver { to, error }).await;
+    }
+
+    fn circuit_changed(&self, state: State) {
+        self.metrics
+            .circuit_state
+            .get_or_create(&Metrics::channel(&self.name))
+            .set(state.gauge());
     }
 
     /// A Retry-After pause, then a token from the rate limiter.

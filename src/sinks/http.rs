@@ -23,7 +23,7 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &str) -> O
         Outcome::Retryable {
             reason,
             detail,
-            retry_after: retry_after(headers),
+            retry_after: retry_after(headers).or_else(|| rate_limit_reset(headers)),
         }
     } else {
         Outcome::permanent(reason, detail)
@@ -55,6 +55,57 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
+/// `X-RateLimit-Reset`, which APIs without `Retry-After` send with a 429 (SendGrid,
+/// GitHub): a Unix time in seconds, or, when it is too small to be one, seconds from now.
+pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
+    let v: i64 = headers
+        .get("x-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if v < 0 {
+        return None;
+    }
+    if v < 1_000_000_000 {
+        return Some(Duration::from_secs(v as u64));
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(Duration::from_secs(v.saturating_sub(now).max(0) as u64))
+}
+
+/// The same outcome with a better description (a vendor's own error message).
+pub fn with_detail(outcome: Outcome, detail: String) -> Outcome {
+    match outcome {
+        Outcome::Delivered => Outcome::Delivered,
+        Outcome::Retryable {
+            reason,
+            retry_after,
+            ..
+        } => Outcome::Retryable {
+            reason,
+            detail: snippet(&detail),
+            retry_after,
+        },
+        Outcome::Permanent { reason, .. } => Outcome::Permanent {
+            reason,
+            detail: snippet(&detail),
+        },
+    }
+}
+
+/// `base` + `path`, keeping any path `base` has (`http://host/prefix` + `v3/x`).
+pub fn join(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    let joined = format!("{}/{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    url
+}
+
 pub fn snippet(body: &str) -> String {
     let body = body.trim();
     match body.char_indices().nth(SNIPPET) {
@@ -63,7 +114,7 @@ pub fn snippet(body: &str) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
@@ -134,6 +185,19 @@ mod tests {
         let got = classify_status(StatusCode::TOO_MANY_REQUESTS, &headers(Some("3")), "");
         assert!(
             matches!(got, Outcome::Retryable { retry_after: Some(d), .. } if d == Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn join_keeps_the_base_path() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert_eq!(
+            join(&u("https://api.sendgrid.com"), "v3/mail/send").as_str(),
+            "https://api.sendgrid.com/v3/mail/send"
+        );
+        assert_eq!(
+            join(&u("http://127.0.0.1:9/prefix/"), "email").as_str(),
+            "http://127.0.0.1:9/prefix/email"
         );
     }
 

@@ -2,7 +2,9 @@
 //! it never sleeps or retries: the worker (`deliver`) alone decides when to try again.
 
 pub mod console;
+pub mod email;
 pub mod http;
+pub mod links;
 pub mod slack;
 pub mod webhook;
 
@@ -15,7 +17,11 @@ use crate::domain::Notification;
 pub struct Delivery<'a> {
     pub id: i64,
     pub attempt: u32,
+    /// When the webhook was received (ms since the epoch); with `id`, unique for ever.
+    pub created_at: i64,
     pub notification: &'a Notification,
+    /// A message from `amrelay send-test`, not from Alertmanager.
+    pub test: bool,
 }
 
 /// What one attempt came to, as the vendor's documented contract says.
@@ -65,6 +71,7 @@ pub enum Sink {
     Console(console::ConsoleSink),
     Slack(slack::SlackSink),
     Webhook(webhook::WebhookSink),
+    Email(email::EmailSink),
 }
 
 impl Sink {
@@ -86,6 +93,7 @@ impl Sink {
                 url.clone(),
                 secret.clone(),
             )),
+            ChannelKind::Email(e) => Sink::Email(email::EmailSink::new(e, client, &channel.policy)),
         }
     }
 
@@ -94,6 +102,7 @@ impl Sink {
             Sink::Console(s) => s.send(d),
             Sink::Slack(s) => s.send(d).await,
             Sink::Webhook(s) => s.send(d).await,
+            Sink::Email(s) => s.send(d).await,
         }
     }
 }

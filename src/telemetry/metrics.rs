@@ -26,6 +26,14 @@ pub struct ChannelReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelInfoLabels {
+    pub channel: String,
+    pub kind: String,
+    /// The email provider; empty for other kinds.
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub channel: String,
     /// delivered | retryable | permanent
@@ -41,7 +49,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "store_error",
 ];
 /// Delivery failure reasons that end a delivery on its channel.
-pub const FAIL_REASONS: &[&str] = &["permanent", "max_attempts", "max_age"];
+pub const FAIL_REASONS: &[&str] = &["permanent", "max_attempts", "max_age", "circuit_open"];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -52,6 +60,9 @@ pub struct Metrics {
     pub delivered: Family<ChannelLabels, Counter>,
     pub failed: Family<ChannelReasonLabels, Counter>,
     pub attempts: Family<AttemptLabels, Counter>,
+    pub attempt_failures: Family<ChannelReasonLabels, Counter>,
+    pub channel_info: Family<ChannelInfoLabels, Gauge>,
+    pub circuit_state: Family<ChannelLabels, Gauge>,
     pub fallbacks: Family<ChannelLabels, Counter>,
     pub dead_lettered: Family<ChannelLabels, Counter>,
     pub rate_limited_waits: Family<ChannelLabels, Counter>,
@@ -92,6 +103,9 @@ impl Metrics {
             delivered: Family::default(),
             failed: Family::default(),
             attempts: Family::default(),
+            attempt_failures: Family::default(),
+            channel_info: Family::default(),
+            circuit_state: Family::default(),
             fallbacks: Family::default(),
             dead_lettered: Family::default(),
             rate_limited_waits: Family::default(),
@@ -136,6 +150,21 @@ impl Metrics {
             "amrelay_delivery_attempts",
             "Delivery attempts, by outcome",
             m.attempts.clone(),
+        );
+        r.register(
+            "amrelay_delivery_attempt_failures",
+            "Failed delivery attempts, by the far side's reason (http_429, smtp_451, invalid_auth, timeout, ...)",
+            m.attempt_failures.clone(),
+        );
+        r.register(
+            "amrelay_channel_info",
+            "Each configured channel's kind and email provider (always 1)",
+            m.channel_info.clone(),
+        );
+        r.register(
+            "amrelay_channel_circuit_state",
+            "The channel's circuit breaker: 0 closed, 1 open (deliveries go to the fallback), 2 half-open (a probe in flight)",
+            m.circuit_state.clone(),
         );
         r.register(
             "amrelay_fallbacks",
@@ -186,10 +215,18 @@ impl Metrics {
     }
 
     /// Creates a channel's series at zero, so dashboards show them before the first event.
-    pub fn init_channel(&self, channel: &str) {
+    pub fn init_channel(&self, channel: &str, kind: &str, provider: &str) {
         let c = ChannelLabels {
             channel: channel.to_owned(),
         };
+        self.channel_info
+            .get_or_create(&ChannelInfoLabels {
+                channel: channel.to_owned(),
+                kind: kind.to_owned(),
+                provider: provider.to_owned(),
+            })
+            .set(1);
+        let _ = self.circuit_state.get_or_create(&c);
         let _ = self.enqueued.get_or_create(&c);
         let _ = self.delivered.get_or_create(&c);
         let _ = self.fallbacks.get_or_create(&c);

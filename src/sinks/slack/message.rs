@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::domain::{Alert, Notification, Status};
+use crate::sinks::links::silence_url;
 
 const HEADER_MAX: usize = 150;
 const SECTION_MAX: usize = 3000;
@@ -122,29 +123,6 @@ fn links(n: &Notification) -> Vec<String> {
         }
     }
     out
-}
-
-/// Alertmanager UI's "new silence" page, pre-filled with the common labels.
-pub fn silence_url(n: &Notification) -> Option<String> {
-    let base = n.external_url.trim_end_matches('/');
-    if base.is_empty() || n.common_labels.is_empty() {
-        return None;
-    }
-    let filter = n
-        .common_labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(",");
-    let encoded: String = reqwest::Url::parse("http://x/")
-        .ok()
-        .map(|mut u| {
-            u.query_pairs_mut()
-                .append_pair("filter", &format!("{{{filter}}}"));
-            u.query().unwrap_or_default().to_owned()
-        })
-        .unwrap_or_default();
-    Some(format!("{base}/#/silences/new?{encoded}"))
 }
 
 /// Only http(s) URLs, and only those that cannot break Slack's `<url|text>` syntax.
