@@ -30,6 +30,17 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Send one clearly marked test message through one channel and report the answer.
+    SendTest {
+        #[arg(long)]
+        config: PathBuf,
+        /// The channel's name in the config.
+        #[arg(long)]
+        channel: String,
+        /// Send nothing: show what would be sent.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Deliveries that failed for good: list them, or send them again.
     DeadLetters {
         #[command(subcommand)]
@@ -83,7 +94,83 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::SendTest {
+            config,
+            channel,
+            dry_run,
+        } => send_test(&config, &channel, dry_run),
         Command::DeadLetters { command } => dead_letters(command),
+    }
+}
+
+fn send_test(path: &Path, name: &str, dry_run: bool) -> ExitCode {
+    let Some(settings) = load_or_report(Some(path)) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(channel) = settings.channel(name) else {
+        let names: Vec<&str> = settings.channels.iter().map(|c| c.name.as_str()).collect();
+        eprintln!(
+            "{}: no channel is named {name:?} (channels: {})",
+            path.display(),
+            names.join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let (kind, provider) = channel.kind.describe();
+    let kind = if provider.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}/{provider}")
+    };
+    if dry_run {
+        let n = amrelay::sinks::send_test::notification(name);
+        println!(
+            "dry run: would send {:?} through {name} ({kind}); nothing sent",
+            n.title()
+        );
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(&settings.log);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    let outcome = rt.block_on(amrelay::sinks::send_test::send(channel));
+    let took = started.elapsed();
+    use amrelay::sinks::Outcome;
+    match outcome {
+        Outcome::Delivered => {
+            println!(
+                "{name} ({kind}): delivered in {took:.2?}: the far side accepted the test message"
+            );
+            ExitCode::SUCCESS
+        }
+        Outcome::Retryable {
+            reason,
+            detail,
+            retry_after,
+        } => {
+            let wait = retry_after
+                .map(|d| format!(", asked to wait {d:?}"))
+                .unwrap_or_default();
+            println!(
+                "{name} ({kind}): NOT delivered, temporary failure ({reason}{wait}): {detail}"
+            );
+            println!("amrelay would retry this; check the far side and try again");
+            ExitCode::FAILURE
+        }
+        Outcome::Permanent { reason, detail } => {
+            println!("{name} ({kind}): NOT delivered, refused for good ({reason}): {detail}");
+            println!("amrelay would hand this to the fallback or the dead letters; fix the channel's settings");
+            ExitCode::FAILURE
+        }
     }
 }
 

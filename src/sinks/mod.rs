@@ -5,6 +5,7 @@ pub mod console;
 pub mod email;
 pub mod http;
 pub mod links;
+pub mod send_test;
 pub mod slack;
 pub mod webhook;
 

@@ -1,0 +1,72 @@
+//! `amrelay send-test`: one clearly marked message through one channel, so an operator
+//! can see a channel work (or read what its far side answers) before an incident does.
+
+use std::collections::BTreeMap;
+
+use crate::config::ChannelSettings;
+use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
+use crate::outbox::now_ms;
+
+use super::{http_client, Delivery, Outcome, Sink};
+
+/// A firing notification that says, in its labels and summary, that it is a test.
+pub fn notification(channel: &str) -> Notification {
+    let labels: LabelSet = BTreeMap::from([
+        ("alertname".to_owned(), "AmrelaySendTest".to_owned()),
+        ("severity".to_owned(), "info".to_owned()),
+        ("channel".to_owned(), channel.to_owned()),
+    ])
+    .into();
+    let mut annotations = LabelSet::default();
+    annotations.insert(
+        "summary",
+        format!("TEST from amrelay send-test: channel {channel} works. No alert is firing."),
+    );
+    let now = chrono::Utc::now();
+    let fingerprint = Fingerprint::parse(&format!("{:016x}", now_ms())).unwrap_or_else(|| {
+        Fingerprint::parse("0000000000000000").expect("a valid fingerprint literal")
+    });
+    Notification {
+        receiver: "amrelay-send-test".into(),
+        status: Status::Firing,
+        alerts: vec![Alert {
+            status: Status::Firing,
+            labels: labels.clone(),
+            annotations: annotations.clone(),
+            starts_at: now,
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint,
+        }],
+        group_labels: BTreeMap::from([("alertname".to_owned(), "AmrelaySendTest".to_owned())])
+            .into(),
+        common_labels: labels,
+        common_annotations: annotations,
+        external_url: String::new(),
+        group_key: format!("amrelay-send-test/{}", uuid::Uuid::new_v4()),
+        truncated_alerts: 0,
+    }
+}
+
+/// One attempt, no retry: the answer is what the operator wants to see.
+pub async fn send(channel: &ChannelSettings) -> Outcome {
+    let client = http_client();
+    let sink = Sink::build(channel, &client);
+    let n = notification(&channel.name);
+    let now = now_ms();
+    let delivery = Delivery {
+        // Not an outbox id; unique so that receivers that drop repeats do not drop it.
+        id: now,
+        attempt: 1,
+        created_at: now,
+        notification: &n,
+        test: true,
+    };
+    match tokio::time::timeout(channel.policy.timeout, sink.send(&delivery)).await {
+        Ok(o) => o,
+        Err(_) => Outcome::retryable(
+            "timeout",
+            format!("no answer within {:?}", channel.policy.timeout),
+        ),
+    }
+}
