@@ -167,6 +167,8 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
         ("AMRELAY_WEBHOOK_TOKEN", "t"),
         ("SLACK_BOT_TOKEN", "xoxb-t"),
         ("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("SENDGRID_API_KEY", "SG.t"),
+        ("SMTP_PASSWORD", "p"),
     ];
     let out = amrelay("check-config", example, &secrets);
     assert!(

@@ -4,7 +4,8 @@
 //! Answers: <https://documentation.mailgun.com/docs/mailgun/quickstart-guide/responses>:
 //! 400 with a `message`, 401/403 a bad key or no access (permanent, unlike the generic
 //! table's reading of nothing), 404 an unknown domain, 429 "retry as defined in the
-//! response", 500 retry with backoff. EU accounts use `https://api.eu.mailgun.net`.
+//! response", 500 retry with backoff; 420, the domain's sending limit, passes with time.
+//! EU accounts use `https://api.eu.mailgun.net`.
 
 use reqwest::header::HeaderMap;
 use reqwest::multipart::Form;
@@ -56,7 +57,15 @@ impl Mailgun {
 }
 
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
-    let outcome = http::classify_status(status, headers, body);
+    let outcome = match status.as_u16() {
+        // The domain's sending limit: it passes with time, unlike the other 4xx.
+        420 => Outcome::Retryable {
+            reason: "http_420".into(),
+            detail: String::new(),
+            retry_after: http::retry_after(headers),
+        },
+        _ => http::classify_status(status, headers, body),
+    };
     let message = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned));
@@ -98,6 +107,11 @@ mod tests {
                 "permanent",
             ),
             (429, r#"{"message":"Too many requests"}"#, "retryable"),
+            (
+                420,
+                r#"{"message":"Domain mg.example.com is not allowed to send: Sending limit exceeded"}"#,
+                "retryable",
+            ),
             (500, "", "retryable"),
             (502, "", "retryable"),
         ] {
