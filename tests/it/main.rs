@@ -1,10 +1,14 @@
 //! amrelay's integration tests: the app on port 0 against fakes written from the vendors'
 //! documentation, the binary killed mid-delivery, and the real Alertmanager.
 
+mod email_fakes;
 mod fakes;
 mod helpers;
+mod smtp_relay;
 
 mod alertmanager;
 mod delivery;
+mod deploy;
+mod email;
 mod ingest;
 mod process;

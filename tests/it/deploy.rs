@@ -1,0 +1,509 @@
+//! The files under `deploy/`, checked by the tools that read them: `promtool` (both
+//! Prometheus profiles, the failover rules and their unit tests), the blackbox
+//! exporter's own check, and `amtool` (the Alertmanager HA-pair config and its failover
+//! route). Each check is also shown refusing a broken copy, so a pass means the tool
+//! looked. Last, a smoke test with the real `prometheus` and blackbox exporter: how long
+//! the fast profile takes from a stopped primary to a firing `PrimaryDown`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+
+use crate::helpers::free_port;
+
+/// The profiles: name and N, the consecutive failed probes that fire `PrimaryDown`.
+const PROFILES: [(&str, u32); 2] = [("default", 3), ("fast", 2)];
+
+fn deploy(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs `program` to completion; the packages are installed by scripts/test.
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (scripts/test installs it): {e}"))
+}
+
+fn shown(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_passes(what: &str, out: &Output) {
+    assert!(out.status.success(), "{what} failed: {}", shown(out));
+}
+
+fn assert_refused(what: &str, out: &Output) {
+    assert!(
+        !out.status.success(),
+        "{what} passed, but it was broken on purpose: {}",
+        shown(out)
+    );
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
+/// `text` with every `from` replaced; panics if there is none, so an edit that no longer
+/// applies (the file changed) fails instead of testing the unchanged file.
+fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not found in:\n{text}");
+    text.replace(from, to)
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    std::fs::write(path, replaced(&read(path), from, to)).unwrap();
+}
+
+/// A copy of deploy/prometheus (files and tests/) in a temp dir, to break on purpose.
+fn prometheus_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["", "tests"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for entry in std::fs::read_dir(deploy("prometheus").join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+/// The rules file without its second branch: the issue's form alone.
+fn without_in_flight_branch(rules: &str) -> String {
+    let start = rules
+        .find("\n          or\n")
+        .expect("the `or` between the branches");
+    let end = start + rules[start..].find("\n        labels:").expect("labels:");
+    format!("{}{}", &rules[..start], &rules[end..])
+}
+
+#[test]
+fn both_prometheus_profiles_and_their_rules_pass_promtool_check_config() {
+    for (profile, _) in PROFILES {
+        let config = deploy(&format!("prometheus/prometheus.{profile}.yml"));
+        let out = run("promtool", &["check", "config", path_str(&config)]);
+        assert_passes(&format!("promtool check config ({profile})"), &out);
+        // check config also checks the rule files the config names.
+        let rules = format!("failover.{profile}.rules.yml");
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with("Checking ") && l.ends_with(&rules)),
+            "the {profile} profile should load {rules}: {}",
+            shown(&out)
+        );
+    }
+
+    // A scrape_timeout longer than the interval, and a rule that does not parse.
+    let copy = prometheus_copy();
+    let config = copy.path().join("prometheus.default.yml");
+    edit(&config, "scrape_timeout: 3s", "scrape_timeout: 6s");
+    let out = run("promtool", &["check", "config", path_str(&config)]);
+    assert_refused("promtool check config, scrape_timeout 6s", &out);
+
+    let copy = prometheus_copy();
+    edit(
+        &copy.path().join("failover.fast.rules.yml"),
+        "[1999ms]) >= 2",
+        "[1999ms]) >=",
+    );
+    let config = copy.path().join("prometheus.fast.yml");
+    let out = run("promtool", &["check", "config", path_str(&config)]);
+    assert_refused("promtool check config, a broken rule", &out);
+}
+
+#[test]
+fn failover_rules_pass_promtool_check_rules_and_a_broken_copy_is_refused() {
+    for (profile, _) in PROFILES {
+        let rules = deploy(&format!("prometheus/failover.{profile}.rules.yml"));
+        let out = run("promtool", &["check", "rules", path_str(&rules)]);
+        assert_passes(&format!("promtool check rules ({profile})"), &out);
+    }
+
+    let copy = prometheus_copy();
+    let rules = copy.path().join("failover.default.rules.yml");
+    edit(&rules, "max_over_time(", "max_over_tim(");
+    let out = run("promtool", &["check", "rules", path_str(&rules)]);
+    assert_refused("promtool check rules, an unknown function", &out);
+}
+
+/// The numbers written into each rules file are the profile's: window N * interval - 1ms,
+/// count >= N, offset = scrape_timeout, group interval = evaluation_interval.
+#[test]
+fn each_rules_file_uses_its_profiles_interval_timeout_and_n() {
+    for (profile, n) in PROFILES {
+        let config = read(&deploy(&format!("prometheus/prometheus.{profile}.yml")));
+        let global = |key: &str| -> String {
+            config
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("  {key}: ")))
+                .unwrap_or_else(|| panic!("{profile}: no global {key}"))
+                .trim()
+                .to_owned()
+        };
+        let interval = humantime::parse_duration(&global("scrape_interval")).unwrap();
+        let timeout = global("scrape_timeout");
+        let evaluation = global("evaluation_interval");
+        assert!(humantime::parse_duration(&timeout).unwrap() <= interval);
+
+        let rules = read(&deploy(&format!("prometheus/failover.{profile}.rules.yml")));
+        let window = format!("[{}ms]", (interval * n).as_millis() - 1);
+        for expected in [
+            format!("{window}) == 0"),
+            format!("{window}) >= {n}\n"),
+            format!("{window} offset {timeout}) == 0"),
+            format!("{window} offset {timeout}) >= {n}\n"),
+            format!("interval: {evaluation}\n"),
+        ] {
+            assert_eq!(
+                rules.matches(&expected).count(),
+                1,
+                "{profile}: expected {expected:?} once in the rules:\n{rules}"
+            );
+        }
+    }
+}
+
+#[test]
+fn failover_rule_unit_tests_pass_for_both_profiles() {
+    let dir = deploy("prometheus");
+    for (profile, _) in PROFILES {
+        let test = dir.join(format!("tests/{profile}.test.yml"));
+        let out = run("promtool", &["test", "rules", path_str(&test)]);
+        assert_passes(&format!("promtool test rules ({profile})"), &out);
+    }
+}
+
+/// The unit tests catch the mistakes the rule is written to avoid.
+#[test]
+fn rule_unit_tests_fail_on_the_off_by_one_and_on_the_issues_form_alone() {
+    type Mutation = fn(&str) -> String;
+    let cases: [(&str, &str, Mutation, &str); 5] = [
+        (
+            "default",
+            "a window of exactly N intervals",
+            |r| replaced(r, "[14999ms]", "[15s]"),
+            "fires on the 3rd consecutive failed probe, not on the 2nd",
+        ),
+        (
+            "fast",
+            "a window of exactly N intervals",
+            |r| replaced(r, "[1999ms]", "[2s]"),
+            "fires on the 2nd consecutive failed probe, not on the 1st",
+        ),
+        (
+            "default",
+            "no count_over_time check",
+            |r| replaced(r, ") >= 3\n", ") >= 1\n"),
+            "after a restart, fewer than 3 failed samples do not fire",
+        ),
+        (
+            "default",
+            "the issue's form alone",
+            without_in_flight_branch,
+            "fires when the newest failed probe is still in flight at every evaluation",
+        ),
+        (
+            "fast",
+            "the issue's form alone",
+            without_in_flight_branch,
+            "fires when the newest failed probe is still in flight at every evaluation",
+        ),
+    ];
+    for (profile, what, mutate, failing_test) in cases {
+        let copy = prometheus_copy();
+        let rules = copy.path().join(format!("failover.{profile}.rules.yml"));
+        std::fs::write(&rules, mutate(&read(&rules))).unwrap();
+        let test = copy.path().join(format!("tests/{profile}.test.yml"));
+        let out = run("promtool", &["test", "rules", path_str(&test)]);
+        assert_refused(&format!("promtool test rules ({profile}, {what})"), &out);
+        assert!(
+            shown(&out).contains(&format!("name: {failing_test},")),
+            "{profile}, {what}: expected {failing_test:?} to fail: {}",
+            shown(&out)
+        );
+    }
+}
+
+#[test]
+fn blackbox_config_passes_the_exporters_check_and_a_typo_is_refused() {
+    let config = deploy("prometheus/blackbox.yml");
+    let check = |path: &Path| {
+        run(
+            "prometheus-blackbox-exporter",
+            &[
+                "--config.check",
+                &format!("--config.file={}", path_str(path)),
+            ],
+        )
+    };
+    assert_passes("blackbox exporter --config.check", &check(&config));
+
+    let copy = prometheus_copy();
+    let config = copy.path().join("blackbox.yml");
+    edit(&config, "timeout: 2s", "timeot: 2s");
+    assert_refused("blackbox exporter --config.check, a typo", &check(&config));
+}
+
+/// tests/it/alertmanager.rs checks a config of its own; this one checks the shipped file.
+#[test]
+fn alertmanager_config_passes_amtool_and_routes_primary_down_to_the_failover_route() {
+    let config = deploy("alertmanager/alertmanager.yml");
+    let config = path_str(&config);
+    assert_passes(
+        "amtool check-config",
+        &run("amtool", &["check-config", config]),
+    );
+
+    let route = |labels: &[&str]| {
+        let file = format!("--config.file={config}");
+        let mut args = vec!["config", "routes", "test", &file, "--tree"];
+        args.extend(labels);
+        let out = run("amtool", &args);
+        assert_passes("amtool config routes test", &out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let failover = r#"{alertname="PrimaryDown"}  receiver: amrelay"#;
+    let primary_down = route(&[
+        "alertname=PrimaryDown",
+        "target=primary",
+        "monitor=mon1",
+        "severity=critical",
+    ]);
+    assert!(primary_down.contains(failover), "{primary_down}");
+    let other = route(&["alertname=DiskFull", "severity=critical"]);
+    assert!(!other.contains("PrimaryDown"), "{other}");
+
+    let copy = tempfile::tempdir().unwrap();
+    let broken = copy.path().join("alertmanager.yml");
+    std::fs::write(
+        &broken,
+        replaced(
+            &read(Path::new(config)),
+            "      receiver: amrelay\n",
+            "      receiver: amrelay-failover\n",
+        ),
+    )
+    .unwrap();
+    assert_refused(
+        "amtool check-config, an undefined receiver",
+        &run("amtool", &["check-config", path_str(&broken)]),
+    );
+}
+
+/// Kills the child processes when the test ends, passed or not.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(program: &str, args: &[String], log: &Path) -> Child {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program} (scripts/test installs it): {e}"))
+}
+
+type Posted = Arc<Mutex<Vec<(Instant, Value)>>>;
+
+/// Stands in for Alertmanager's `POST /api/v2/alerts`, the API Prometheus sends to.
+async fn fake_alertmanager() -> (String, Posted) {
+    let posted = Posted::default();
+    let app = Router::new()
+        .route(
+            "/api/v2/alerts",
+            post(|State(p): State<Posted>, body: Bytes| async move {
+                let alerts = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                p.lock().unwrap().push((Instant::now(), alerts));
+            }),
+        )
+        .with_state(posted.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, posted)
+}
+
+async fn query(client: &reqwest::Client, prometheus: &str, path: &str) -> Option<Value> {
+    let r = client
+        .get(format!("{prometheus}{path}"))
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
+/// The fast profile's bound from deploy/prometheus/README.md: N x scrape_interval
+/// + scrape_timeout + evaluation_interval = 2 x 1s + 1s + 1s.
+const FAST_BOUND: Duration = Duration::from_secs(4);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_profile_fires_primary_down_within_its_bound_after_the_primary_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let primary_url = format!("http://{}/healthz", primary.local_addr().unwrap());
+    let app = Router::new().route("/healthz", get(|| async { "ok" }));
+    let primary = tokio::spawn(async move { axum::serve(primary, app).await });
+    let (alertmanager, posted) = fake_alertmanager().await;
+
+    // The shipped fast profile, moved to free ports and this test's primary.
+    let (blackbox, web) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut config = read(&deploy("prometheus/prometheus.fast.yml"));
+    for (from, to) in [
+        ("http://127.0.0.1:8080/healthz", primary_url.as_str()),
+        ("127.0.0.1:9115", &blackbox),
+        ("127.0.0.1:9093", &alertmanager),
+        ("127.0.0.1:9193", &alertmanager),
+    ] {
+        config = replaced(&config, from, to);
+    }
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    std::fs::copy(
+        deploy("prometheus/failover.fast.rules.yml"),
+        dir.path().join("failover.fast.rules.yml"),
+    )
+    .unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let _children = Children(vec![
+        spawn(
+            "prometheus-blackbox-exporter",
+            &[
+                format!(
+                    "--config.file={}",
+                    deploy("prometheus/blackbox.yml").display()
+                ),
+                format!("--web.listen-address={blackbox}"),
+            ],
+            &dir.path().join("blackbox.log"),
+        ),
+        spawn(
+            "prometheus",
+            &[
+                format!("--config.file={}", d("prometheus.yml")),
+                format!("--storage.tsdb.path={}", d("data")),
+                format!("--web.listen-address={web}"),
+            ],
+            &dir.path().join("prometheus.log"),
+        ),
+    ]);
+    let client = reqwest::Client::new();
+    let prometheus = format!("http://{web}");
+
+    // Up: the probe of the running primary succeeds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = query(
+            &client,
+            &prometheus,
+            "/api/v1/query?query=probe_success%7Bjob%3D%22primary-probe%22%7D",
+        )
+        .await;
+        if v.as_ref()
+            .and_then(|v| v["data"]["result"][0]["value"][1].as_str())
+            == Some("1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successful probe; see prometheus.log and blackbox.log in {}",
+            dir.path().display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The primary stops: its port refuses connections from now on.
+    primary.abort();
+    let _ = primary.await;
+    let stopped = Instant::now();
+
+    let deadline = stopped + Duration::from_secs(10);
+    let alert = loop {
+        let alerts = query(&client, &prometheus, "/api/v1/alerts").await;
+        let firing = alerts.and_then(|a| {
+            a["data"]["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "PrimaryDown" && a["state"] == "firing")
+                .cloned()
+        });
+        if let Some(a) = firing {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PrimaryDown not firing 10s after the primary stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let firing_after = stopped.elapsed();
+    assert_eq!(alert["labels"]["target"], "primary");
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert_eq!(alert["labels"]["instance"], primary_url.as_str());
+
+    // Prometheus sends it to Alertmanager with its external label `monitor` added.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (sent_after, sent) = loop {
+        let found = posted.lock().unwrap().iter().find_map(|(at, alerts)| {
+            let a = alerts
+                .as_array()?
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "PrimaryDown")?;
+            Some((at.duration_since(stopped), a.clone()))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PrimaryDown was not sent to Alertmanager"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(sent["labels"]["monitor"], "mon1", "{sent}");
+    assert_eq!(sent["labels"]["target"], "primary", "{sent}");
+
+    println!(
+        "fast profile: PrimaryDown firing {firing_after:?} after the primary stopped, \
+         posted to Alertmanager after {sent_after:?} (bound {FAST_BOUND:?})"
+    );
+    // 250 ms for this test's polling and the HTTP round trips.
+    assert!(
+        firing_after <= FAST_BOUND + Duration::from_millis(250),
+        "PrimaryDown fired {firing_after:?} after the primary stopped; bound {FAST_BOUND:?}"
+    );
+    assert!(sent_after <= FAST_BOUND + Duration::from_millis(250));
+}
