@@ -38,6 +38,7 @@ def fake(port):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.path != "/v3/mail/send" or not self.headers.get("Authorization", "").startswith("Bearer "):
                 self.send_response(401)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             subject = json.loads(body).get("subject", "")
@@ -58,7 +59,14 @@ def fake(port):
             self.end_headers()
             self.wfile.write(data)
 
-    ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+    class Server(ThreadingHTTPServer):
+        # The default backlog of 5 drops connections in a burst: the client's SYN is
+        # retried after 1 s, and that second would be charged to amrelay.
+        request_queue_size = 256
+        daemon_threads = True
+
+    H.protocol_version = "HTTP/1.1"
+    Server(("127.0.0.1", port), H).serve_forever()
 
 
 def notification(i):

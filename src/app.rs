@@ -9,12 +9,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
+use crate::admin::{self, AdminState};
 use crate::config::Settings;
 use crate::deliver::Deliverer;
 use crate::ingest::{self, AppState, Pipeline};
 use crate::outbox::{now_ms, Limits, Outbox};
-use crate::pipeline::Router as Routes;
-use crate::sinks;
+use crate::pipeline::{Holds, Router as Routes};
+use crate::sinks::promotion::{state::CallerState, PromotionEnv};
+use crate::sinks::{self, SinkContext};
 use crate::telemetry::Metrics;
 
 const STATS_EVERY: Duration = Duration::from_secs(2);
@@ -22,10 +24,15 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct App {
     listener: TcpListener,
+    /// `[admin]`'s listener, when configured.
+    admin: Option<TcpListener>,
     settings: Settings,
+    /// The running configuration, shared with the reloader and the admin API.
+    current: Arc<Mutex<Settings>>,
+    caller: CallerState,
     state: Arc<AppState>,
     deliverer: Arc<Mutex<Option<Deliverer>>>,
-    client: reqwest::Client,
+    sinks: SinkContext,
 }
 
 /// Applies a new configuration to a running app (SIGHUP).
@@ -34,7 +41,7 @@ pub struct Reloader {
     current: Arc<Mutex<Settings>>,
     state: Arc<AppState>,
     deliverer: Arc<Mutex<Option<Deliverer>>>,
-    client: reqwest::Client,
+    sinks: SinkContext,
 }
 
 impl App {
@@ -50,9 +57,26 @@ impl App {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
+        let admin = match &settings.admin {
+            Some(a) => Some(
+                TcpListener::bind(a.listen)
+                    .await
+                    .with_context(|| format!("binding admin.listen {}", a.listen))?,
+            ),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new());
-        let client = sinks::http_client();
-        let deliverer = Deliverer::start(&settings, &outbox, &metrics, &client);
+        let caller = CallerState::open(&settings.storage.path)
+            .map_err(|e| anyhow::anyhow!("opening the promotion state: {e}"))?;
+        let sinks = SinkContext {
+            client: sinks::http_client(),
+            promotion: Some(PromotionEnv {
+                state: caller.clone(),
+                outbox: outbox.clone(),
+                metrics: metrics.clone(),
+            }),
+        };
+        let deliverer = Deliverer::start(&settings, &outbox, &metrics, &sinks);
         let state = Arc::new(AppState::new(
             pipeline(&settings, &deliverer),
             outbox,
@@ -60,10 +84,13 @@ impl App {
         ));
         Ok(App {
             listener,
+            admin,
+            current: Arc::new(Mutex::new(settings.clone())),
+            caller,
             settings,
             state,
             deliverer: Arc::new(Mutex::new(Some(deliverer))),
-            client,
+            sinks,
         })
     }
 
@@ -73,12 +100,17 @@ impl App {
             .unwrap_or(self.settings.server.listen)
     }
 
+    /// Where the admin API listens, when `[admin]` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     pub fn reloader(&self) -> Reloader {
         Reloader {
-            current: Arc::new(Mutex::new(self.settings.clone())),
+            current: self.current.clone(),
             state: self.state.clone(),
             deliverer: self.deliverer.clone(),
-            client: self.client.clone(),
+            sinks: self.sinks.clone(),
         }
     }
 
@@ -92,12 +124,25 @@ impl App {
         tracing::info!(%addr, store = %self.settings.storage.path.display(), channels = self.settings.channels.len(), "amrelay listening");
         warn_unconfigured(&self.state, &self.settings).await;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let admin = self.admin.map(|listener| {
+            let addr = listener.local_addr().ok();
+            tracing::info!(?addr, "admin API listening");
+            let state = Arc::new(AdminState {
+                settings: self.current.clone(),
+                outbox: self.state.outbox.clone(),
+                caller: self.caller.clone(),
+            });
+            tokio::spawn(async move { axum::serve(listener, admin::router(state)).await })
+        });
         axum::serve(self.listener, ingest::router(self.state.clone()))
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
         tracing::info!("stopped accepting webhooks; finishing deliveries in flight");
         housekeeping.abort();
+        if let Some(a) = admin {
+            a.abort();
+        }
         if let Some(d) = self.deliverer.lock().await.take() {
             d.shutdown(self.settings.server.shutdown_grace).await;
         }
@@ -138,7 +183,7 @@ impl Reloader {
                 tracing::error!(error = %e, "cannot return abandoned deliveries to pending; they are retried at the next start");
             }
         }
-        let started = Deliverer::start(&new, &self.state.outbox, &self.state.metrics, &self.client);
+        let started = Deliverer::start(&new, &self.state.outbox, &self.state.metrics, &self.sinks);
         self.state.replace_pipeline(pipeline(&new, &started));
         *slot = Some(started);
         tracing::info!(
@@ -169,6 +214,7 @@ fn pipeline(s: &Settings, d: &Deliverer) -> Pipeline {
         auth: s.server.auth.clone(),
         routes: Routes::new(s.routes.clone()),
         max_body: s.server.max_body,
+        holds: Holds::new(s),
         lanes: d.lanes(),
     }
 }

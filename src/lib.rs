@@ -15,6 +15,7 @@
 //! - [`telemetry`]: logs and metrics.
 //! - [`app`]: builds every part from the settings and runs until shutdown.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod deliver;

@@ -37,9 +37,28 @@ enum Command {
         /// The channel's name in the config.
         #[arg(long)]
         channel: String,
-        /// Send nothing: show what would be sent.
+        /// Send nothing: show what would be sent. On a promotion channel: ask the endpoint
+        /// to verify a signed request, which runs nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Ask for a promotion of TARGET by hand, through the admin API of a running amrelay.
+    /// Skips min_firing and the quorum; the cooldown too with --force.
+    Promote {
+        /// The promotion channel's target.
+        target: String,
+        /// Why: kept with the incident and sent to the outcome channels.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Promotion incidents, queues and dead letters of a running amrelay (admin API).
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Deliveries that failed for good: list them, or send them again.
     DeadLetters {
@@ -53,6 +72,16 @@ struct ConfigArg {
     /// The TOML config file; AMRELAY__SECTION__KEY environment variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// The running amrelay's admin API ([admin] listen).
+    #[arg(long, default_value = "http://127.0.0.1:9099")]
+    admin_url: String,
+    /// A file holding the admin token; else the AMRELAY_ADMIN_TOKEN variable.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -99,7 +128,91 @@ fn main() -> ExitCode {
             channel,
             dry_run,
         } => send_test(&config, &channel, dry_run),
+        Command::Promote {
+            target,
+            reason,
+            force,
+            admin,
+        } => admin_call(
+            &admin,
+            reqwest::Method::POST,
+            "v1/admin/promote",
+            Some(serde_json::json!({ "target": target, "reason": reason, "force": force })),
+        ),
+        Command::Status { admin } => {
+            admin_call(&admin, reqwest::Method::GET, "v1/admin/status", None)
+        }
         Command::DeadLetters { command } => dead_letters(command),
+    }
+}
+
+/// One admin API call; prints the JSON answer. Exit 0 on 2xx.
+fn admin_call(
+    a: &AdminArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> ExitCode {
+    let token = match &a.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .map(|t| t.trim().to_owned())
+            .map_err(|e| format!("--token-file {}: {e}", f.display())),
+        None => std::env::var("AMRELAY_ADMIN_TOKEN")
+            .map_err(|_| "give --token-file or set AMRELAY_ADMIN_TOKEN".to_owned()),
+    };
+    let token = match token {
+        Ok(t) if !t.is_empty() => t,
+        Ok(_) => {
+            eprintln!("the admin token is empty");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = format!("{}/{path}", a.admin_url.trim_end_matches('/'));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method, &url)
+            .bearer_auth(token)
+            .timeout(std::time::Duration::from_secs(10));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        Ok::<_, reqwest::Error>((status, text))
+    });
+    match result {
+        Ok((status, text)) => {
+            let pretty = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(text);
+            println!("{pretty}");
+            if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{url}: HTTP {status}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -122,7 +235,14 @@ fn send_test(path: &Path, name: &str, dry_run: bool) -> ExitCode {
     } else {
         format!("{kind}/{provider}")
     };
-    if dry_run {
+    let promotion = matches!(channel.kind, amrelay::config::ChannelKind::Promotion(_));
+    if promotion && !dry_run {
+        eprintln!(
+            "{name} is a promotion channel: a test must not promote. Use --dry-run: the endpoint checks the signed request and runs nothing"
+        );
+        return ExitCode::FAILURE;
+    }
+    if dry_run && !promotion {
         let n = amrelay::sinks::send_test::notification(name);
         println!(
             "dry run: would send {:?} through {name} ({kind}); nothing sent",

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use super::email::{self, EmailProvider};
+use super::promotion;
 use super::raw::RawChannel;
 use super::{ChannelKind, ChannelSettings, CircuitPolicy, DeliveryPolicy, Problems, Rate};
 
@@ -30,13 +31,17 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
             "slack" => ["api_url", "token_file", "token_env", "channel"].contains(&field),
             "webhook" => ["url", "secret_file", "secret_env"].contains(&field),
             "email" => email::allows(provider, field),
+            "promotion" => promotion::KEYS.contains(&field),
             _ => false,
         }
     };
-    if !matches!(kind_name, "console" | "slack" | "webhook" | "email") {
+    if !matches!(
+        kind_name,
+        "console" | "slack" | "webhook" | "email" | "promotion"
+    ) {
         p.push::<()>(
             key("kind"),
-            format!("expected \"console\", \"slack\", \"webhook\" or \"email\", got {kind_name:?}"),
+            format!("expected \"console\", \"slack\", \"webhook\", \"email\" or \"promotion\", got {kind_name:?}"),
         );
         return None;
     }
@@ -65,6 +70,12 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
         ("username", c.username.is_some()),
         ("password_file", c.password_file.is_some()),
         ("password_env", c.password_env.is_some()),
+        ("target", c.target.is_some()),
+        ("outcome_channels", c.outcome_channels.is_some()),
+        ("min_firing", c.min_firing.is_some()),
+        ("quorum", c.quorum.is_some()),
+        ("cooldown", c.cooldown.is_some()),
+        ("dry_run", c.dry_run.is_some()),
     ] {
         if set && !allows(field) {
             let what = match (kind_name, provider) {
@@ -78,7 +89,15 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
         "slack" => (4, Some("1/s")),
         "webhook" => (32, None),
         "email" => (EmailProvider::default_concurrency(provider), None),
+        "promotion" => (2, None),
         _ => (1, None),
+    };
+    // A promotion keeps trying far longer than a chat message, and not slowly.
+    let promotion = kind_name == "promotion";
+    let (max_age, backoff_max) = if promotion {
+        ("1h", "30s")
+    } else {
+        ("6h", "5m")
     };
     let rate_limit = c.rate_limit.as_deref().or(defaults.1).and_then(|r| {
         Rate::parse(r)
@@ -97,9 +116,9 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
             Some(n) => n,
             None => 30,
         },
-        max_age: p.duration(&key("max_age"), c.max_age.as_deref(), "6h"),
+        max_age: p.duration(&key("max_age"), c.max_age.as_deref(), max_age),
         backoff_min: p.duration(&key("backoff_min"), c.backoff_min.as_deref(), "1s"),
-        backoff_max: p.duration(&key("backoff_max"), c.backoff_max.as_deref(), "5m"),
+        backoff_max: p.duration(&key("backoff_max"), c.backoff_max.as_deref(), backoff_max),
         max_retry_after: p.duration(&key("max_retry_after"), c.max_retry_after.as_deref(), "5m"),
         circuit: circuit(c, &key, p),
     };
@@ -152,6 +171,7 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
             ChannelKind::Webhook { url: url?, secret }
         }
         "email" => ChannelKind::Email(Box::new(email::settings(c, &key, p)?)),
+        "promotion" => ChannelKind::Promotion(Box::new(promotion::settings(c, &key, p)?)),
         _ => ChannelKind::Console,
     };
     Some(ChannelSettings {
@@ -199,6 +219,23 @@ pub(super) fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], 
                 format!("channels[{i}].name"),
                 format!("{:?} is used by an earlier channel", c.name),
             );
+        }
+    }
+    for (i, c) in channels.iter().enumerate() {
+        let ChannelKind::Promotion(pr) = &c.kind else {
+            continue;
+        };
+        for (j, name) in pr.outcome_channels.iter().enumerate() {
+            let key = format!("channels[{i}].outcome_channels[{j}]");
+            match channels.iter().find(|x| &x.name == name) {
+                Some(x) if matches!(x.kind, ChannelKind::Promotion(_)) => p.push::<()>(
+                    key,
+                    format!("{name:?} is a promotion channel; outcomes go to people"),
+                ),
+                Some(_) => {}
+                None if names.contains(&name.as_str()) => {}
+                None => p.push::<()>(key, format!("no channel is named {name:?}")),
+            }
         }
     }
     for (i, c) in channels.iter().enumerate() {

@@ -3,6 +3,7 @@
 
 mod channel;
 mod email;
+mod promotion;
 mod raw;
 mod values;
 
@@ -15,6 +16,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls};
+pub use promotion::{PromotionSettings, Quorum};
 pub use values::Rate;
 
 use crate::domain::Matcher;
@@ -26,6 +28,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub dedup_window: Duration,
     pub log: LogSettings,
+    /// The authenticated admin API (`amrelay promote`, `amrelay status`), when set.
+    pub admin: Option<AdminSettings>,
     pub channels: Vec<ChannelSettings>,
     pub routes: Vec<RouteSettings>,
 }
@@ -36,6 +40,12 @@ pub struct ServerSettings {
     pub auth: Option<WebhookAuth>,
     pub max_body: usize,
     pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token: SecretString,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +121,7 @@ pub enum ChannelKind {
         secret: Option<SecretString>,
     },
     Email(Box<EmailSettings>),
+    Promotion(Box<PromotionSettings>),
 }
 
 impl ChannelKind {
@@ -121,6 +132,7 @@ impl ChannelKind {
             ChannelKind::Slack { .. } => ("slack", ""),
             ChannelKind::Webhook { .. } => ("webhook", ""),
             ChannelKind::Email(e) => ("email", e.provider.name()),
+            ChannelKind::Promotion(_) => ("promotion", ""),
         }
     }
 }
@@ -209,6 +221,30 @@ impl Settings {
             },
         };
 
+        let admin = raw.admin.as_ref().and_then(|a| {
+            let listen_str = a.listen.as_deref().unwrap_or("127.0.0.1:9099");
+            let listen = listen_str.parse().map_err(|_| {
+                p.push::<()>(
+                    "admin.listen",
+                    format!("expected an address like \"127.0.0.1:9099\", got {listen_str:?}"),
+                )
+            });
+            if a.token_file.is_none() && a.token_env.is_none() {
+                p.push::<()>(
+                    "admin.token_file",
+                    "the admin API needs token_file or token_env: it can trigger a promotion",
+                );
+            }
+            let token = p.secret(
+                "admin.token",
+                a.token_file.as_deref(),
+                a.token_env.as_deref(),
+            );
+            Some(AdminSettings {
+                listen: listen.ok()?,
+                token: token?,
+            })
+        });
         let (raw_channels, raw_routes) =
             if builtin_defaults && raw.channels.is_empty() && raw.routes.is_empty() {
                 (default_channels(), default_routes())
@@ -237,6 +273,7 @@ impl Settings {
             storage,
             dedup_window,
             log,
+            admin,
             channels,
             routes,
         })

@@ -9,6 +9,7 @@ pub struct RawConfig {
     pub storage: RawStorage,
     pub dedup: RawDedup,
     pub log: RawLog,
+    pub admin: Option<RawAdmin>,
     pub channels: Vec<RawChannel>,
     pub routes: Vec<RawRoute>,
 }
@@ -44,6 +45,14 @@ pub struct RawStorage {
 #[serde(deny_unknown_fields, default)]
 pub struct RawDedup {
     pub window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub token_file: Option<String>,
+    pub token_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +111,21 @@ pub struct RawChannel {
     pub username: Option<String>,
     pub password_file: Option<String>,
     pub password_env: Option<String>,
+    // promotion (url and secret_* as for webhook)
+    pub target: Option<String>,
+    pub outcome_channels: Option<Vec<String>>,
+    pub min_firing: Option<String>,
+    pub quorum: Option<RawQuorum>,
+    pub cooldown: Option<String>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQuorum {
+    pub label: Option<String>,
+    pub count: Option<u32>,
+    pub within: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::outbox::Outbox;
-use crate::sinks::Sink;
+use crate::sinks::{Sink, SinkContext};
 use crate::telemetry::Metrics;
 use worker::ChannelWorker;
 pub use worker::{Handoff, Job};
@@ -72,7 +72,7 @@ impl Deliverer {
         settings: &Settings,
         outbox: &Outbox,
         metrics: &Arc<Metrics>,
-        client: &reqwest::Client,
+        sinks: &SinkContext,
     ) -> Self {
         let stop = CancellationToken::new();
         let mut lanes = HashMap::new();
@@ -80,6 +80,9 @@ impl Deliverer {
         for c in &settings.channels {
             let (kind, provider) = c.kind.describe();
             metrics.init_channel(&c.name, kind, provider);
+            if let crate::config::ChannelKind::Promotion(p) = &c.kind {
+                metrics.init_target(&p.target);
+            }
             let permits = Arc::new(Semaphore::new(c.policy.concurrency as usize));
             let (tx, rx) = mpsc::unbounded_channel();
             lanes.insert(
@@ -90,7 +93,7 @@ impl Deliverer {
                     tx,
                 },
             );
-            let w = ChannelWorker::new(c, Sink::build(c, client), outbox.clone(), metrics.clone());
+            let w = ChannelWorker::new(c, Sink::build(c, sinks), outbox.clone(), metrics.clone());
             workers.push(tokio::spawn(Arc::new(w).run(permits, rx, stop.clone())));
         }
         Deliverer {

@@ -2,6 +2,7 @@
 //! A webhook is answered 200 only after its deliveries are committed to the outbox.
 
 pub mod auth;
+pub mod internal;
 pub mod wire;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -21,7 +22,7 @@ use crate::config::WebhookAuth;
 use crate::deliver::{Job, Lanes};
 use crate::domain::Notification;
 use crate::outbox::{now_ms, Completion, Enqueued, NewNotification, Outbox};
-use crate::pipeline::{DedupKey, Router as Routes};
+use crate::pipeline::{DedupKey, Holds, Router as Routes};
 use crate::telemetry::Metrics;
 
 pub const WEBHOOK_PATH: &str = "/webhook/alertmanager";
@@ -35,6 +36,7 @@ pub struct Pipeline {
     pub auth: Option<WebhookAuth>,
     pub routes: Routes,
     pub max_body: usize,
+    pub holds: Holds,
     /// The running workers' slots, for handing fresh deliveries straight over.
     pub lanes: Lanes,
 }
@@ -167,6 +169,7 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
         received_at,
         payload,
         fast: permits.iter().map(Option::is_some).collect(),
+        holds: p.holds.plan(&n, &channels),
         channels: channels.clone(),
     };
     // Committing and handing over run to the end even if Alertmanager hangs up meanwhile:

@@ -3,7 +3,8 @@
 
 use rusqlite::Connection;
 
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: `cancelled` deliveries (a promotion a resolve called off before its first attempt).
+pub const SCHEMA_VERSION: i64 = 2;
 /// `notifications.payload` format 1: the Alertmanager webhook body (version 4) exactly
 /// as received.
 pub const PAYLOAD_FORMAT: i64 = 1;
@@ -25,7 +26,8 @@ CREATE TABLE IF NOT EXISTS dedup (
 CREATE INDEX IF NOT EXISTS dedup_age ON dedup (first_accepted_at);
 
 -- One row per (notification, channel); the worker moves it
--- pending -> inflight -> delivered | pending (retry) | failed_over | dead.
+-- pending -> inflight -> delivered | pending (retry) | failed_over | dead, and
+-- pending (never attempted) -> cancelled when a resolve calls a held promotion off.
 -- AUTOINCREMENT: an id is never reused after pruning, so `webhook-id` stays unique.
 CREATE TABLE IF NOT EXISTS deliveries (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -47,7 +49,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, next_attempt_a
 CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries (channel, group_key, notification_id)
     WHERE state IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries (updated_at)
-    WHERE state IN ('delivered', 'failed_over', 'dead');
+    WHERE state IN ('delivered', 'failed_over', 'dead', 'cancelled');
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (id) WHERE state = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_notification ON deliveries (notification_id);
 
@@ -68,6 +70,10 @@ pub fn open(conn: &Connection) -> rusqlite::Result<()> {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "store schema version {version} is newer than this binary's {SCHEMA_VERSION}"
         )));
+    }
+    if version == 1 {
+        // Version 2 widened the partial index of finished rows to `cancelled`.
+        conn.execute_batch("DROP INDEX IF EXISTS deliveries_done")?;
     }
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;

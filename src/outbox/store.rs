@@ -162,15 +162,25 @@ fn enqueue(
     .execute(params![new.key.as_str(), now])?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO deliveries (notification_id, channel, group_key, state, attempts, next_attempt_at, created_at, enqueued_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?7, ?6, ?6)",
     )?;
     let mut group_open = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel = ?1 AND group_key = ?2 AND state IN ('pending', 'inflight'))",
     )?;
+    let mut cancel = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'cancelled', last_error = 'cancelled: resolved before its first attempt', updated_at = ?3
+         WHERE channel = ?1 AND group_key = ?2 AND state = 'pending' AND attempts = 0",
+    )?;
     let mut deliveries = Vec::with_capacity(new.channels.len());
     for (i, channel) in new.channels.iter().enumerate() {
+        let hold = new.holds.get(i).copied().unwrap_or_default();
+        if hold.cancel_unstarted {
+            let cancelled = cancel.execute(params![channel, new.group_key, now])?;
+            *open = open.saturating_sub(cancelled as u64);
+        }
         // A hand-off may not overtake an earlier delivery of its group (order within a group).
         let handed_off = new.fast.get(i).copied().unwrap_or(false)
+            && hold.not_before <= now
             && !group_open.query_row(params![channel, new.group_key], |r| r.get::<_, bool>(0))?;
         let (state, attempts) = if handed_off {
             ("inflight", 1)
@@ -184,7 +194,8 @@ fn enqueue(
             state,
             attempts,
             now,
-            new.received_at
+            new.received_at,
+            hold.not_before.max(now)
         ])?;
         deliveries.push(Stored {
             id: tx.last_insert_rowid(),
@@ -370,7 +381,7 @@ fn prune(tx: &Transaction, limits: &Limits, now: i64) -> Result<usize, StoreErro
     let keep_done = now - limits.retention.as_millis() as i64;
     let keep_keys = now - limits.dedup_window.as_millis() as i64;
     let mut n = tx.execute(
-        "DELETE FROM deliveries WHERE state IN ('delivered', 'failed_over', 'dead') AND updated_at < ?1",
+        "DELETE FROM deliveries WHERE state IN ('delivered', 'failed_over', 'dead', 'cancelled') AND updated_at < ?1",
         [keep_done],
     )?;
     n += tx.execute(

@@ -30,6 +30,18 @@ pub struct NewNotification {
     /// Per channel: ingest holds a worker slot and will hand the delivery over itself, so
     /// store it in flight (unless its group has an earlier open delivery on that channel).
     pub fast: Vec<bool>,
+    /// Per channel: when the first attempt may start, and whether this notification calls
+    /// off the group's deliveries not yet attempted (see `pipeline::hold`).
+    pub holds: Vec<Hold>,
+}
+
+/// What a channel asks of a delivery before its first attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hold {
+    /// Not attempted before this time (ms since the epoch); 0 for at once.
+    pub not_before: i64,
+    /// Cancel the group's deliveries on this channel that were never attempted.
+    pub cancel_unstarted: bool,
 }
 
 /// One stored delivery of an accepted notification.

@@ -5,6 +5,7 @@ pub mod console;
 pub mod email;
 pub mod http;
 pub mod links;
+pub mod promotion;
 pub mod send_test;
 pub mod slack;
 pub mod webhook;
@@ -73,10 +74,20 @@ pub enum Sink {
     Slack(slack::SlackSink),
     Webhook(webhook::WebhookSink),
     Email(email::EmailSink),
+    Promotion(promotion::PromotionSink),
+}
+
+/// What sinks share: the HTTP client, and for promotion channels their memory and the
+/// outbox (absent for `send-test`).
+#[derive(Clone)]
+pub struct SinkContext {
+    pub client: reqwest::Client,
+    pub promotion: Option<promotion::PromotionEnv>,
 }
 
 impl Sink {
-    pub fn build(channel: &ChannelSettings, client: &reqwest::Client) -> Sink {
+    pub fn build(channel: &ChannelSettings, ctx: &SinkContext) -> Sink {
+        let client = &ctx.client;
         match &channel.kind {
             ChannelKind::Console => Sink::Console(console::ConsoleSink),
             ChannelKind::Slack {
@@ -95,6 +106,11 @@ impl Sink {
                 secret.clone(),
             )),
             ChannelKind::Email(e) => Sink::Email(email::EmailSink::new(e, client, &channel.policy)),
+            ChannelKind::Promotion(p) => Sink::Promotion(promotion::PromotionSink::new(
+                p,
+                client.clone(),
+                ctx.promotion.clone(),
+            )),
         }
     }
 
@@ -104,6 +120,7 @@ impl Sink {
             Sink::Slack(s) => s.send(d).await,
             Sink::Webhook(s) => s.send(d).await,
             Sink::Email(s) => s.send(d).await,
+            Sink::Promotion(s) => s.send(d).await,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::config::ChannelSettings;
 use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
 use crate::outbox::now_ms;
 
-use super::{http_client, Delivery, Outcome, Sink};
+use super::{http_client, Delivery, Outcome, Sink, SinkContext};
 
 /// A firing notification that says, in its labels and summary, that it is a test.
 pub fn notification(channel: &str) -> Notification {
@@ -50,8 +50,13 @@ pub fn notification(channel: &str) -> Notification {
 
 /// One attempt, no retry: the answer is what the operator wants to see.
 pub async fn send(channel: &ChannelSettings) -> Outcome {
-    let client = http_client();
-    let sink = Sink::build(channel, &client);
+    let sink = Sink::build(
+        channel,
+        &SinkContext {
+            client: http_client(),
+            promotion: None,
+        },
+    );
     let n = notification(&channel.name);
     let now = now_ms();
     let delivery = Delivery {

@@ -34,6 +34,29 @@ pub struct ChannelInfoLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetEventLabels {
+    pub target: String,
+    pub event: String,
+}
+
+/// What a promotion channel did with a firing or resolved alert, initialised at zero.
+pub const PROMOTION_EVENTS: &[&str] = &[
+    "requested",
+    "promoted",
+    "verified",
+    "refused",
+    "failed",
+    "joined",
+    "cooldown",
+    "waiting_quorum",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub channel: String,
     /// delivered | retryable | permanent
@@ -71,6 +94,8 @@ pub struct Metrics {
     pub dead_letters: Gauge,
     pub latency: Family<ChannelLabels, Histogram>,
     pub attempt_duration: Family<ChannelLabels, Histogram>,
+    pub promotion_events: Family<TargetEventLabels, Counter>,
+    pub promotion_alert_to_done: Family<TargetLabels, Histogram>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,6 +139,8 @@ impl Metrics {
             dead_letters: Gauge::default(),
             latency: Family::new_with_constructor(latency_histogram),
             attempt_duration: Family::new_with_constructor(attempt_histogram),
+            promotion_events: Family::default(),
+            promotion_alert_to_done: Family::new_with_constructor(latency_histogram),
         };
         let r = &mut m.registry;
         r.register(
@@ -206,6 +233,16 @@ impl Metrics {
             "Duration of one delivery attempt",
             m.attempt_duration.clone(),
         );
+        r.register(
+            "amrelay_promotion_incidents",
+            "What promotion channels did, by target: requested, promoted, verified (dry run), refused, failed, joined (an open incident), cooldown, waiting_quorum",
+            m.promotion_events.clone(),
+        );
+        r.register(
+            "amrelay_promotion_alert_to_done_seconds",
+            "From the alert's startsAt to the endpoint's answer that the promotion is done",
+            m.promotion_alert_to_done.clone(),
+        );
         for reason in REJECT_REASONS {
             let _ = m.rejected.get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
@@ -247,6 +284,34 @@ impl Metrics {
                 reason: reason.to_string(),
             });
         }
+    }
+
+    pub fn target(target: &str) -> TargetLabels {
+        TargetLabels {
+            target: target.to_owned(),
+        }
+    }
+
+    pub fn promotion_event(&self, target: &str, event: &str) {
+        self.promotion_events
+            .get_or_create(&TargetEventLabels {
+                target: target.to_owned(),
+                event: event.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A promotion target's series at zero.
+    pub fn init_target(&self, target: &str) {
+        for e in PROMOTION_EVENTS {
+            let _ = self.promotion_events.get_or_create(&TargetEventLabels {
+                target: target.to_owned(),
+                event: e.to_string(),
+            });
+        }
+        let _ = self
+            .promotion_alert_to_done
+            .get_or_create(&Self::target(target));
     }
 
     pub fn channel(channel: &str) -> ChannelLabels {

@@ -30,6 +30,7 @@ from aiosmtpd.smtp import SMTP
 
 class Handler:
     def __init__(self, maildir, control, log):
+        os.makedirs(os.path.dirname(os.path.abspath(maildir)), exist_ok=True)
         self.maildir = mailbox.Maildir(maildir, create=True)
         self.control = control
         self.log = log

@@ -1,0 +1,261 @@
+//! The admin API (`[admin]`), so that anyone on call can trigger and verify a failover by
+//! hand: `amrelay promote TARGET --reason TEXT` and `amrelay status` talk to it. Bearer
+//! token, compared in constant time, on its own listener (keep it on localhost or a
+//! management network).
+//!
+//! - `POST /v1/admin/promote` `{"target": "primary", "reason": "...", "force": false}`:
+//!   stores a manual promotion for the target's promotion channel (it skips `min_firing`
+//!   and the quorum; `force` skips the cooldown too) and answers 202 with the delivery id.
+//! - `GET /v1/admin/status`: per promotion target the last epoch seen and the open and
+//!   last incidents; per channel the undelivered count; the dead letters.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::config::{ChannelKind, Settings, WebhookAuth};
+use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
+use crate::ingest::{auth, internal};
+use crate::outbox::{now_ms, Outbox};
+use crate::sinks::promotion::state::{self, CallerState, Incident};
+use crate::sinks::promotion::{FORCE_LABEL, MANUAL_LABEL};
+
+pub struct AdminState {
+    /// The running configuration (a reload replaces it).
+    pub settings: Arc<Mutex<Settings>>,
+    pub outbox: Outbox,
+    pub caller: CallerState,
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/v1/admin/promote", post(promote))
+        .route("/v1/admin/status", get(status))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteRequest {
+    target: String,
+    reason: String,
+    #[serde(default)]
+    force: bool,
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    answer(status, json!({ "error": msg.into() }))
+}
+
+/// None when the token is right; else the 401 (or 404 when the API is off).
+async fn refuse(st: &AdminState, headers: &HeaderMap) -> Option<Response> {
+    let settings = st.settings.lock().await;
+    let Some(admin) = &settings.admin else {
+        return Some(error(
+            StatusCode::NOT_FOUND,
+            "the admin API is not configured ([admin])",
+        ));
+    };
+    let ok = auth::check(Some(&WebhookAuth::Bearer(admin.token.clone())), headers);
+    (!ok).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token (Authorization: Bearer ...)",
+        )
+    })
+}
+
+async fn promote(
+    State(st): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = refuse(&st, &headers).await {
+        return r;
+    }
+    let req: PromoteRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"target\", \"reason\", \"force\"}}: {e}"),
+            )
+        }
+    };
+    if req.reason.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "reason: say why, for the record and the outcome message",
+        );
+    }
+    let channel = {
+        let settings = st.settings.lock().await;
+        let found = settings.channels.iter().find_map(|c| match &c.kind {
+            ChannelKind::Promotion(p) if p.target == req.target => Some(c.name.clone()),
+            _ => None,
+        });
+        match found {
+            Some(c) => c,
+            None => {
+                let targets: Vec<String> = settings
+                    .channels
+                    .iter()
+                    .filter_map(|c| match &c.kind {
+                        ChannelKind::Promotion(p) => Some(p.target.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no promotion channel has target {:?} (targets: {})",
+                        req.target,
+                        targets.join(", ")
+                    ),
+                );
+            }
+        }
+    };
+    let n = manual_notification(&req.target, &req.reason, req.force);
+    tracing::warn!(target = %req.target, reason = %req.reason, force = req.force, "manual promotion requested through the admin API");
+    match internal::enqueue(&st.outbox, &n, std::slice::from_ref(&channel)).await {
+        Ok(ids) => answer(
+            StatusCode::ACCEPTED,
+            json!({
+                "status": "queued",
+                "target": req.target,
+                "channel": channel,
+                "deliveries": ids.unwrap_or_default(),
+                "note": "follow it with `amrelay status`; the outcome goes to the channel's outcome_channels",
+            }),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot store the request: {e}"),
+        ),
+    }
+}
+
+async fn status(State(st): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&st, &headers).await {
+        return r;
+    }
+    let targets: Vec<(String, String)> = {
+        let settings = st.settings.lock().await;
+        settings
+            .channels
+            .iter()
+            .filter_map(|c| match &c.kind {
+                ChannelKind::Promotion(p) => Some((p.target.clone(), c.name.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut promotion = Vec::new();
+    for (target, channel) in targets {
+        let t = target.clone();
+        let got = st
+            .caller
+            .with(move |c| {
+                Ok((
+                    state::last_epoch(c, &t)?,
+                    state::open_incident(c, &t)?,
+                    state::last_incident(c, &t)?,
+                ))
+            })
+            .await;
+        match got {
+            Ok((epoch, open, last)) => promotion.push(json!({
+                "target": target,
+                "channel": channel,
+                "last_epoch_seen": epoch,
+                "open_incident": open.as_ref().map(incident),
+                "last_incident": last.as_ref().map(incident),
+            })),
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+        }
+    }
+    let stats = match st.outbox.stats().await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let now = now_ms();
+    let channels: BTreeMap<String, Value> = stats
+        .channels
+        .iter()
+        .map(|c| {
+            (
+                c.channel.clone(),
+                json!({
+                    "undelivered": c.open,
+                    "oldest_age_s": c.oldest_created_at.map(|t| (now - t).max(0) as f64 / 1000.0),
+                }),
+            )
+        })
+        .collect();
+    answer(
+        StatusCode::OK,
+        json!({ "promotion": promotion, "channels": channels, "dead_letters": stats.dead }),
+    )
+}
+
+fn incident(i: &Incident) -> Value {
+    let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
+    json!({
+        "key": i.key,
+        "epoch": i.epoch,
+        "state": i.state,
+        "reason": i.reason,
+        "opened_at": time(i.opened_at),
+        "finished_at": i.finished_at.and_then(time),
+        "detail": i.detail,
+    })
+}
+
+/// A firing notification for one promotion channel, marked manual (and forced).
+fn manual_notification(target: &str, reason: &str, force: bool) -> Notification {
+    let now = chrono::Utc::now();
+    let mut labels = LabelSet::default();
+    labels.insert("alertname", "ManualPromotion");
+    labels.insert("target", target);
+    labels.insert("severity", "critical");
+    labels.insert(MANUAL_LABEL, "true");
+    if force {
+        labels.insert(FORCE_LABEL, "true");
+    }
+    let mut annotations = LabelSet::default();
+    annotations.insert("summary", format!("promotion requested by hand: {reason}"));
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    Notification {
+        receiver: "amrelay-admin".into(),
+        status: Status::Firing,
+        alerts: vec![Alert {
+            status: Status::Firing,
+            labels: labels.clone(),
+            annotations: annotations.clone(),
+            starts_at: now,
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint: Fingerprint::parse(&id[..16])
+                .unwrap_or_else(|| Fingerprint::parse("0").expect("a valid fingerprint")),
+        }],
+        group_labels: labels.clone(),
+        common_labels: labels,
+        common_annotations: annotations,
+        external_url: String::new(),
+        group_key: format!("amrelay-manual/{target}/{id}"),
+        truncated_alerts: 0,
+    }
+}

@@ -1,0 +1,456 @@
+//! `kind = "promotion"`: asks the backup's promotion endpoint to promote, once per
+//! incident, fenced by an epoch (docs/promotion-protocol.md).
+//!
+//! A firing delivery passes the guards (an open incident is joined, the cooldown, the
+//! quorum of monitors), then opens an incident with epoch = last seen + 1, stored before
+//! the first request, and sends its key on every attempt until the endpoint answers for
+//! good. `min_firing` is not here: the outbox holds the delivery (`pipeline::hold`). A
+//! resolve never fails back; it closes the incident and tells the outcome channels.
+
+mod outcome;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use outcome::Event;
+pub use outcome::{FORCE_LABEL, MANUAL_LABEL};
+use state::{CallerState, Incident, NewIncident};
+
+use super::webhook::{sign, SigningKey};
+use super::{http, Delivery, Outcome};
+use crate::config::PromotionSettings;
+use crate::domain::{Notification, Status};
+use crate::outbox::{now_ms, Outbox};
+use crate::telemetry::Metrics;
+
+pub const SCHEMA: &str = "amrelay.promotion.v1";
+
+/// What a promotion channel needs besides its settings: its memory, and the outbox for
+/// outcome messages. `send-test` has none of it and only asks the endpoint to verify.
+#[derive(Clone)]
+pub struct PromotionEnv {
+    pub state: CallerState,
+    pub outbox: Outbox,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct PromotionSink {
+    s: PromotionSettings,
+    client: reqwest::Client,
+    key: SigningKey,
+    env: Option<PromotionEnv>,
+}
+
+impl PromotionSink {
+    pub fn new(s: &PromotionSettings, client: reqwest::Client, env: Option<PromotionEnv>) -> Self {
+        PromotionSink {
+            key: SigningKey::from_secret(&s.secret),
+            s: s.clone(),
+            client,
+            env,
+        }
+    }
+
+    pub async fn send(&self, d: &Delivery<'_>) -> Outcome {
+        let Some(env) = &self.env else {
+            return self.verify(d).await;
+        };
+        let result = match d.notification.status {
+            Status::Firing => self.firing(env, d).await,
+            Status::Resolved => self.resolved(env, d).await,
+        };
+        result.unwrap_or_else(|e| Outcome::retryable("promotion_state", e))
+    }
+
+    async fn firing(&self, env: &PromotionEnv, d: &Delivery<'_>) -> Result<Outcome, String> {
+        let n = d.notification;
+        let target = self.s.target.clone();
+        let manual = n.common_labels.get(MANUAL_LABEL) == Some("true");
+        let force = manual && n.common_labels.get(FORCE_LABEL) == Some("true");
+        let now = now_ms();
+        let t = target.clone();
+        let open = env.state.with(move |c| state::open_incident(c, &t)).await?;
+        if let Some(inc) = open {
+            if inc.delivery_id == d.id && inc.finished_at.is_none() {
+                // This delivery opened it and has not had the final answer: same key again.
+                return Ok(self.request(env, &inc, d).await);
+            }
+            if !(manual && inc.finished_at.is_some()) {
+                self.count(env, "joined");
+                tracing::info!(incident = %inc.key, state = %inc.state, "an incident is open for the target; joined it, no new request");
+                return Ok(Outcome::Delivered);
+            }
+            // By hand, after the incident's request ended: start afresh.
+            let t = target.clone();
+            env.state.with(move |c| state::close(c, &t, now)).await?;
+        }
+        if !force {
+            let t = target.clone();
+            let last = env
+                .state
+                .with(move |c| state::last_promoted_at(c, &t))
+                .await?;
+            if let Some(at) = last {
+                let until = at + self.s.cooldown.as_millis() as i64;
+                if until > now {
+                    self.count(env, "cooldown");
+                    self.tell(env, d, Event::Cooldown { until }).await?;
+                    return Ok(Outcome::Delivered);
+                }
+            }
+        }
+        if let (Some(q), false) = (&self.s.quorum, manual) {
+            let values = label_values(n, &q.label);
+            let since = d.created_at - q.within.as_millis() as i64;
+            let (t, at) = (target.clone(), d.created_at);
+            let seen = env
+                .state
+                .with(move |c| state::observe(c, &t, &values, at, since))
+                .await?;
+            if (seen.len() as u32) < q.count {
+                self.count(env, "waiting_quorum");
+                tracing::info!(seen = ?seen, needed = q.count, label = %q.label, "quorum not met: not promoting on this report alone");
+                self.tell(
+                    env,
+                    d,
+                    Event::WaitingQuorum {
+                        seen,
+                        needed: q.count,
+                        label: q.label.clone(),
+                        within: q.within,
+                    },
+                )
+                .await?;
+                return Ok(Outcome::Delivered);
+            }
+        }
+        let t = target.clone();
+        let epoch = match env.state.with(move |c| state::last_epoch(c, &t)).await? {
+            Some(e) => e,
+            None => match self.current_epoch(d).await {
+                Ok(e) => e,
+                Err(o) => return Ok(o),
+            },
+        };
+        let reason = reason(n, manual);
+        let firing_since = n
+            .alerts
+            .iter()
+            .filter(|a| a.status == Status::Firing)
+            .map(|a| a.starts_at.timestamp_millis())
+            .min()
+            .unwrap_or(d.created_at);
+        let (t, r, id) = (target.clone(), reason.clone(), d.id);
+        let (inc, opened) = env
+            .state
+            .with(move |c| {
+                state::open_or_join(
+                    c,
+                    &NewIncident {
+                        target: &t,
+                        epoch: epoch + 1,
+                        delivery_id: id,
+                        reason: &r,
+                        firing_since,
+                        now,
+                    },
+                )
+            })
+            .await?;
+        if !opened {
+            self.count(env, "joined");
+            return Ok(Outcome::Delivered);
+        }
+        self.count(env, "requested");
+        tracing::warn!(incident = %inc.key, %reason, "promotion requested");
+        self.tell(
+            env,
+            d,
+            Event::Requested {
+                incident: inc.clone(),
+                dry_run: self.s.dry_run,
+            },
+        )
+        .await?;
+        Ok(self.request(env, &inc, d).await)
+    }
+
+    async fn resolved(&self, env: &PromotionEnv, d: &Delivery<'_>) -> Result<Outcome, String> {
+        let t = self.s.target.clone();
+        let now = now_ms();
+        let closed = env.state.with(move |c| state::close(c, &t, now)).await?;
+        if let Some(inc) = closed {
+            tracing::info!(incident = %inc.key, "the alert resolved: incident closed, no failback");
+            self.tell(env, d, Event::Resolved { incident: inc }).await?;
+        }
+        Ok(Outcome::Delivered)
+    }
+
+    /// One request for the incident's key, and what its answer means.
+    async fn request(&self, env: &PromotionEnv, inc: &Incident, d: &Delivery<'_>) -> Outcome {
+        let body = json!({
+            "schema": SCHEMA,
+            "key": inc.key,
+            "target": inc.target,
+            "epoch": inc.epoch,
+            "reason": inc.reason,
+            "manual": d.notification.common_labels.get(MANUAL_LABEL) == Some("true"),
+            "dry_run": self.s.dry_run,
+        });
+        let (status, headers, answer) = match self
+            .call(reqwest::Method::POST, "v1/promote", d.id, &body)
+            .await
+        {
+            Ok(a) => a,
+            Err(o) => return o,
+        };
+        if let Some(e) = answer.get("epoch").and_then(Value::as_i64) {
+            let t = inc.target.clone();
+            let _ = env.state.with(move |c| state::saw_epoch(c, &t, e)).await;
+        }
+        let result = answer
+            .get("result")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let final_state = match status.as_u16() {
+            200 => Some(if result == "verified" {
+                "verified"
+            } else {
+                "promoted"
+            }),
+            409 => Some("refused"),
+            400..=499 => Some("failed"),
+            _ => None,
+        };
+        let Some(final_state) = final_state else {
+            // 202 running, 503 exit 75, other 5xx: the same key again later.
+            return http::classify_status(status, &headers, &answer.to_string());
+        };
+        let detail = describe(status, &answer);
+        let now = now_ms();
+        let (id, st, det) = (inc.id, final_state.to_owned(), detail.clone());
+        if let Err(e) = env
+            .state
+            .with(move |c| state::finish(c, id, &st, &det, now))
+            .await
+        {
+            return Outcome::retryable("promotion_state", e);
+        }
+        self.count(env, final_state);
+        let took = Duration::from_millis((now - inc.firing_since).max(0) as u64);
+        if final_state == "promoted" {
+            env.metrics
+                .promotion_alert_to_done
+                .get_or_create(&Metrics::target(&inc.target))
+                .observe(took.as_secs_f64());
+            tracing::warn!(incident = %inc.key, took_s = took.as_secs_f64(), "promotion succeeded");
+        } else {
+            tracing::error!(incident = %inc.key, state = final_state, %detail, "promotion did not happen");
+        }
+        let mut done = inc.clone();
+        done.state = final_state.to_owned();
+        done.detail = Some(detail.clone());
+        done.finished_at = Some(now);
+        if let Err(e) = self
+            .tell(
+                env,
+                d,
+                Event::Finished {
+                    incident: done,
+                    took,
+                },
+            )
+            .await
+        {
+            return Outcome::retryable("promotion_state", e);
+        }
+        match final_state {
+            "promoted" | "verified" => Outcome::Delivered,
+            _ => Outcome::permanent(format!("promotion_{final_state}"), detail),
+        }
+    }
+
+    /// `send-test --dry-run`: a signed dry-run request for the next epoch; nothing runs.
+    async fn verify(&self, d: &Delivery<'_>) -> Outcome {
+        let epoch = match self.current_epoch(d).await {
+            Ok(e) => e,
+            Err(o) => return o,
+        };
+        let body = json!({
+            "schema": SCHEMA,
+            "key": format!("{}/{}", self.s.target, epoch + 1),
+            "target": self.s.target,
+            "epoch": epoch + 1,
+            "reason": "amrelay send-test --dry-run",
+            "manual": true,
+            "dry_run": true,
+        });
+        match self
+            .call(reqwest::Method::POST, "v1/promote", d.id, &body)
+            .await
+        {
+            Err(o) => o,
+            Ok((status, _, answer)) if status == StatusCode::OK => {
+                tracing::info!(answer = %answer, "the endpoint verified the request");
+                Outcome::Delivered
+            }
+            Ok((status, headers, answer)) => match http::classify_status(status, &headers, "") {
+                Outcome::Retryable {
+                    reason,
+                    retry_after,
+                    ..
+                } => Outcome::Retryable {
+                    reason,
+                    detail: describe(status, &answer),
+                    retry_after,
+                },
+                _ => Outcome::permanent(
+                    format!("http_{}", status.as_u16()),
+                    describe(status, &answer),
+                ),
+            },
+        }
+    }
+
+    /// `GET /v1/promotion`: the endpoint's current epoch.
+    async fn current_epoch(&self, d: &Delivery<'_>) -> Result<i64, Outcome> {
+        let (status, headers, answer) = self
+            .call(reqwest::Method::GET, "v1/promotion", d.id, &Value::Null)
+            .await?;
+        if !status.is_success() {
+            return Err(match http::classify_status(status, &headers, "") {
+                Outcome::Retryable {
+                    reason,
+                    retry_after,
+                    ..
+                } => Outcome::Retryable {
+                    reason,
+                    detail: describe(status, &answer),
+                    retry_after,
+                },
+                _ => Outcome::permanent(
+                    format!("http_{}", status.as_u16()),
+                    describe(status, &answer),
+                ),
+            });
+        }
+        answer.get("epoch").and_then(Value::as_i64).ok_or_else(|| {
+            Outcome::permanent(
+                "promotion_answer",
+                format!("GET /v1/promotion has no epoch: {answer}"),
+            )
+        })
+    }
+
+    /// A signed request; the answer's status, headers and JSON body (Null if none).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        delivery_id: i64,
+        body: &Value,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), Outcome> {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let id = format!("amrelay-{delivery_id}");
+        let ts = chrono::Utc::now().timestamp();
+        let mut req = self
+            .client
+            .request(method, http::join(&self.s.url, path))
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sign(&self.key, &id, ts, &bytes));
+        if !bytes.is_empty() {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        let r = req.send().await.map_err(|e| http::classify_error(&e))?;
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let answer = serde_json::from_str(&text)
+            .unwrap_or_else(|_| json!({ "error": http::snippet(&text) }));
+        Ok((status, headers, answer))
+    }
+
+    async fn tell(&self, env: &PromotionEnv, d: &Delivery<'_>, event: Event) -> Result<(), String> {
+        outcome::tell(env, &self.s, d.notification, event).await
+    }
+
+    fn count(&self, env: &PromotionEnv, event: &str) {
+        env.metrics.promotion_event(&self.s.target, event);
+    }
+}
+
+/// The values of the quorum label among the notification's firing alerts.
+fn label_values(n: &Notification, label: &str) -> Vec<String> {
+    let mut v: Vec<String> = n
+        .alerts
+        .iter()
+        .filter(|a| a.status == Status::Firing)
+        .filter_map(|a| a.labels.get(label).map(str::to_owned))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn reason(n: &Notification, manual: bool) -> String {
+    if manual {
+        return n
+            .annotation("summary")
+            .unwrap_or("promotion requested by hand")
+            .to_owned();
+    }
+    let since = n
+        .alerts
+        .iter()
+        .filter(|a| a.status == Status::Firing)
+        .map(|a| a.starts_at)
+        .min()
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    let mut r = format!("{} firing since {since}", n.alert_name());
+    if let Some(s) = n.annotation("summary") {
+        r.push_str(": ");
+        r.push_str(s);
+    }
+    r
+}
+
+/// The endpoint's answer in one line: result, state, epoch, exit code, the stderr tail.
+fn describe(status: StatusCode, a: &Value) -> String {
+    let mut parts = vec![format!("HTTP {}", status.as_u16())];
+    for k in ["result", "state", "epoch", "error"] {
+        if let Some(v) = a.get(k).filter(|v| !v.is_null()) {
+            parts.push(format!(
+                "{k}={}",
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            ));
+        }
+    }
+    if let Some(last) = a.get("last").filter(|v| v.is_object()) {
+        if let Some(code) = last.get("exit_code").filter(|v| !v.is_null()) {
+            parts.push(format!("exit_code={code}"));
+        }
+        if let Some(tail) = last
+            .get("stderr_tail")
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+        {
+            parts.push(format!("stderr: {}", http::snippet(tail)));
+        }
+    }
+    parts.join(" ")
+}

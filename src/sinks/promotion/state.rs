@@ -1,0 +1,298 @@
+//! The caller's durable memory, per target: the last epoch it saw, its incidents, and the
+//! monitors it heard from (for the quorum). Its own SQLite file beside the outbox
+//! (`promotion-caller.db`), synchronous=FULL: an incident is on disk before the first
+//! request for it leaves.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS epochs (
+    target     TEXT PRIMARY KEY,
+    last_epoch INTEGER NOT NULL
+) WITHOUT ROWID;
+-- An incident is open until a resolve for its target closes it.
+CREATE TABLE IF NOT EXISTS incidents (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    target        TEXT    NOT NULL,
+    key           TEXT    NOT NULL UNIQUE,
+    epoch         INTEGER NOT NULL,
+    -- requesting | promoted | failed | refused | verified
+    state         TEXT    NOT NULL,
+    delivery_id   INTEGER NOT NULL,
+    reason        TEXT    NOT NULL,
+    firing_since  INTEGER NOT NULL,
+    opened_at     INTEGER NOT NULL,
+    finished_at   INTEGER,
+    detail        TEXT,
+    closed_at     INTEGER
+);
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents (target) WHERE closed_at IS NULL;
+CREATE TABLE IF NOT EXISTS observations (
+    target TEXT    NOT NULL,
+    value  TEXT    NOT NULL,
+    at     INTEGER NOT NULL,
+    PRIMARY KEY (target, value, at)
+) WITHOUT ROWID;
+";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub id: i64,
+    pub target: String,
+    pub key: String,
+    pub epoch: i64,
+    pub state: String,
+    pub delivery_id: i64,
+    pub reason: String,
+    pub firing_since: i64,
+    pub opened_at: i64,
+    pub finished_at: Option<i64>,
+    pub detail: Option<String>,
+}
+
+/// Shared by every promotion channel of one process (and by the admin API).
+#[derive(Clone)]
+pub struct CallerState(Arc<Mutex<Connection>>);
+
+pub type Result<T> = std::result::Result<T, String>;
+
+impl CallerState {
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("promotion-caller.db");
+        let conn = Connection::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let init = || -> rusqlite::Result<()> {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.execute_batch(SCHEMA)
+        };
+        init().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(CallerState(Arc::new(Mutex::new(conn))))
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    pub async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut c).map_err(|e| format!("promotion state: {e}"))
+        })
+        .await
+        .map_err(|e| format!("promotion state: {e}"))?
+    }
+}
+
+pub fn last_epoch(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
+    c.query_row(
+        "SELECT last_epoch FROM epochs WHERE target = ?1",
+        [target],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Remembers an epoch the endpoint showed; never goes back.
+pub fn saw_epoch(c: &Connection, target: &str, epoch: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO epochs (target, last_epoch) VALUES (?1, ?2)
+         ON CONFLICT (target) DO UPDATE SET last_epoch = MAX(last_epoch, excluded.last_epoch)",
+        params![target, epoch],
+    )?;
+    Ok(())
+}
+
+pub fn open_incident(c: &Connection, target: &str) -> rusqlite::Result<Option<Incident>> {
+    c.query_row(
+        &format!("{SELECT} WHERE target = ?1 AND closed_at IS NULL ORDER BY id DESC LIMIT 1"),
+        [target],
+        incident,
+    )
+    .optional()
+}
+
+pub fn last_incident(c: &Connection, target: &str) -> rusqlite::Result<Option<Incident>> {
+    c.query_row(
+        &format!("{SELECT} WHERE target = ?1 ORDER BY id DESC LIMIT 1"),
+        [target],
+        incident,
+    )
+    .optional()
+}
+
+/// When the last successful promotion of `target` finished, for the cooldown.
+pub fn last_promoted_at(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
+    c.query_row(
+        "SELECT MAX(finished_at) FROM incidents WHERE target = ?1 AND state = 'promoted'",
+        [target],
+        |r| r.get(0),
+    )
+}
+
+pub struct NewIncident<'a> {
+    pub target: &'a str,
+    pub epoch: i64,
+    pub delivery_id: i64,
+    pub reason: &'a str,
+    pub firing_since: i64,
+    pub now: i64,
+}
+
+/// Opens an incident unless one is open for the target: then that one is returned
+/// (two monitors' deliveries racing: one opens, the other joins). The bool says whether
+/// this call opened it.
+pub fn open_or_join(c: &mut Connection, new: &NewIncident) -> rusqlite::Result<(Incident, bool)> {
+    let tx = c.transaction()?;
+    if let Some(open) = open_incident(&tx, new.target)? {
+        return Ok((open, false));
+    }
+    let key = format!("{}/{}", new.target, new.epoch);
+    tx.execute(
+        "INSERT INTO incidents (target, key, epoch, state, delivery_id, reason, firing_since, opened_at)
+         VALUES (?1, ?2, ?3, 'requesting', ?4, ?5, ?6, ?7)",
+        params![new.target, key, new.epoch, new.delivery_id, new.reason, new.firing_since, new.now],
+    )?;
+    saw_epoch(&tx, new.target, new.epoch)?;
+    let opened = open_incident(&tx, new.target)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    tx.commit()?;
+    Ok((opened, true))
+}
+
+pub fn finish(
+    c: &Connection,
+    id: i64,
+    state: &str,
+    detail: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE incidents SET state = ?2, detail = ?3, finished_at = ?4 WHERE id = ?1 AND finished_at IS NULL",
+        params![id, state, detail, now],
+    )?;
+    Ok(())
+}
+
+/// Closes the target's open incident (its alert resolved); returns it.
+pub fn close(c: &Connection, target: &str, now: i64) -> rusqlite::Result<Option<Incident>> {
+    let open = open_incident(c, target)?;
+    if let Some(i) = &open {
+        c.execute(
+            "UPDATE incidents SET closed_at = ?2 WHERE id = ?1",
+            params![i.id, now],
+        )?;
+    }
+    Ok(open)
+}
+
+/// Records that `value` (a monitor) reported the target firing at `at`, forgets what is
+/// older than `keep_after`, and returns the distinct values seen since `since`.
+pub fn observe(
+    c: &Connection,
+    target: &str,
+    values: &[String],
+    at: i64,
+    since: i64,
+) -> rusqlite::Result<Vec<String>> {
+    for v in values {
+        c.execute(
+            "INSERT OR IGNORE INTO observations (target, value, at) VALUES (?1, ?2, ?3)",
+            params![target, v, at],
+        )?;
+    }
+    c.execute(
+        "DELETE FROM observations WHERE target = ?1 AND at < ?2",
+        params![target, since - 3_600_000],
+    )?;
+    let mut stmt = c.prepare(
+        "SELECT DISTINCT value FROM observations WHERE target = ?1 AND at >= ?2 ORDER BY value",
+    )?;
+    let rows = stmt.query_map(params![target, since], |r| r.get(0))?;
+    rows.collect()
+}
+
+const SELECT: &str = "SELECT id, target, key, epoch, state, delivery_id, reason, firing_since, opened_at, finished_at, detail FROM incidents";
+
+fn incident(r: &rusqlite::Row) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        target: r.get(1)?,
+        key: r.get(2)?,
+        epoch: r.get(3)?,
+        state: r.get(4)?,
+        delivery_id: r.get(5)?,
+        reason: r.get(6)?,
+        firing_since: r.get(7)?,
+        opened_at: r.get(8)?,
+        finished_at: r.get(9)?,
+        detail: r.get(10)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c
+    }
+
+    fn new(delivery_id: i64, epoch: i64) -> NewIncident<'static> {
+        NewIncident {
+            target: "primary",
+            epoch,
+            delivery_id,
+            reason: "test",
+            firing_since: 1,
+            now: 10,
+        }
+    }
+
+    #[test]
+    fn one_open_incident_per_target_the_second_joins() {
+        let mut c = db();
+        let (a, opened) = open_or_join(&mut c, &new(1, 5)).unwrap();
+        assert!(opened);
+        assert_eq!(a.key, "primary/5");
+        let (b, opened) = open_or_join(&mut c, &new(2, 6)).unwrap();
+        assert!(!opened);
+        assert_eq!(b, a);
+        assert_eq!(last_epoch(&c, "primary").unwrap(), Some(5));
+        finish(&c, a.id, "promoted", "ok", 20).unwrap();
+        assert_eq!(last_promoted_at(&c, "primary").unwrap(), Some(20));
+        assert_eq!(close(&c, "primary", 30).unwrap().map(|i| i.id), Some(a.id));
+        let (c2, opened) = open_or_join(&mut c, &new(3, 6)).unwrap();
+        assert!(opened);
+        assert_eq!(c2.key, "primary/6");
+    }
+
+    #[test]
+    fn epochs_never_go_back() {
+        let c = db();
+        saw_epoch(&c, "primary", 4).unwrap();
+        saw_epoch(&c, "primary", 2).unwrap();
+        assert_eq!(last_epoch(&c, "primary").unwrap(), Some(4));
+    }
+
+    #[test]
+    fn the_quorum_counts_distinct_monitors_in_the_window() {
+        let c = db();
+        let seen = observe(&c, "primary", &["mon-a".into()], 1_000, 0).unwrap();
+        assert_eq!(seen, ["mon-a"]);
+        // The same monitor again is still one.
+        let seen = observe(&c, "primary", &["mon-a".into()], 2_000, 0).unwrap();
+        assert_eq!(seen, ["mon-a"]);
+        let seen = observe(&c, "primary", &["mon-b".into()], 3_000, 0).unwrap();
+        assert_eq!(seen, ["mon-a", "mon-b"]);
+        // Outside the window, mon-a's reports do not count.
+        let seen = observe(&c, "primary", &["mon-b".into()], 70_000, 10_000).unwrap();
+        assert_eq!(seen, ["mon-b"]);
+    }
+}
