@@ -419,3 +419,49 @@ async fn send_test_reports_what_the_provider_answered() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_stuck_fallback_never_holds_back_the_primary_path() {
+    let keys = tempfile::tempdir().unwrap();
+    let fake = EmailFake::sendgrid().await;
+    // The first email is refused for good (it goes to the fallback); the rest are taken.
+    fake.script([Answer::RecipientRejected]);
+    let relay = SmtpRelay::start().await;
+    // The fallback relay holds every message far longer than this test runs.
+    relay.set_mode("delay 60");
+    let config = format!(
+        "[server]\nshutdown_grace = \"100ms\"\n{}{}{}",
+        api_channel(
+            "mail-api",
+            &fake,
+            keys.path(),
+            "fallback = \"mail-smtp\"\nconcurrency = 1\n"
+        ),
+        smtp_channel("mail-smtp", &relay, "timeout = \"90s\"\n"),
+        route_to("mail-api")
+    );
+    let app = spawn_app(&config).await;
+    app.post(notification("group-firing-3-alerts", "stuck-0"))
+        .await;
+    app.wait_metric("amrelay_fallbacks_total{channel=\"mail-api\"}", 1.0, WAIT)
+        .await;
+    for i in 1..=5 {
+        let (status, _) = app
+            .post(notification("group-firing-3-alerts", &format!("stuck-{i}")))
+            .await;
+        assert_eq!(status, 200);
+    }
+    app.wait_metric(
+        "amrelay_deliveries_delivered_total{channel=\"mail-api\"}",
+        5.0,
+        WAIT,
+    )
+    .await;
+    assert_eq!(fake.accepted_count(), 5);
+    // The fallback's one delivery is still with the relay.
+    assert_eq!(relay.messages().len(), 0);
+    app.wait_metric("amrelay_queue_depth{channel=\"mail-smtp\"}", 1.0, WAIT)
+        .await;
+    assert_eq!(relay.messages().len(), 0);
+    app.stop().await;
+}
