@@ -163,11 +163,7 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
                 Some(u) => p.url(&key("url"), u),
                 None => p.push(key("url"), "is required"),
             };
-            let secret = p.secret(
-                &key("secret"),
-                c.secret_file.as_deref(),
-                c.secret_env.as_deref(),
-            );
+            let secret = signing_secret(c, &key, p);
             ChannelKind::Webhook { url: url?, secret }
         }
         "email" => ChannelKind::Email(Box::new(email::settings(c, &key, p)?)),
@@ -181,6 +177,31 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
         fallback: c.fallback.clone(),
         policy,
     })
+}
+
+/// `secret_file`/`secret_env`, checked the way receivers will use it: a `whsec_` secret
+/// must be base64 after the prefix.
+pub(super) fn signing_secret(
+    c: &RawChannel,
+    key: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> Option<secrecy::SecretString> {
+    let secret = p.secret(
+        &key("secret"),
+        c.secret_file.as_deref(),
+        c.secret_env.as_deref(),
+    )?;
+    match crate::sinks::webhook::SigningKey::parse(&secret) {
+        Ok(_) => Some(secret),
+        Err(e) => {
+            let k = if c.secret_file.is_some() {
+                "secret_file"
+            } else {
+                "secret_env"
+            };
+            p.push(key(k), e)
+        }
+    }
 }
 
 /// The circuit breaker only has somewhere to send deliveries when there is a fallback.

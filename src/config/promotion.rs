@@ -65,11 +65,7 @@ pub(super) fn settings(
         ),
         None => p.push(key("target"), "is required (the endpoint's target name)"),
     };
-    let secret = p.secret(
-        &key("secret"),
-        c.secret_file.as_deref(),
-        c.secret_env.as_deref(),
-    );
+    let secret = super::channel::signing_secret(c, key, p);
     if c.secret_file.is_none() && c.secret_env.is_none() {
         p.push::<()>(
             key("secret_file"),

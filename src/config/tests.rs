@@ -161,3 +161,191 @@ fn a_file_without_channels_is_refused() {
         "{text}"
     );
 }
+
+/// Every problem in `toml` names one of `keys`, and every key is named.
+fn names_keys(toml: &str, keys: &[&str]) {
+    let p = problems(toml);
+    for k in keys {
+        assert!(
+            p.iter().any(|l| l.starts_with(&format!("{k}:"))),
+            "{k} not named in {p:#?}"
+        );
+    }
+    assert_eq!(p.len(), keys.len(), "{p:#?}");
+}
+
+#[test]
+fn email_channel_problems_name_their_keys() {
+    names_keys(
+        r#"
+        [[channels]]
+        name = "mail"
+        kind = "email"
+        provider = "smtp"
+        from = "not an address"
+        to = []
+        host = "relay.example"
+        tls = "none"
+        username = "u"
+        password_env = "AMRELAY_TEST_UNSET_VARIABLE_XYZ"
+        api_key_env = "X"
+        subject = "{% if %}"
+        circuit_failures = 3
+        [[routes]]
+        channels = ["mail"]
+        "#,
+        &[
+            "channels[0].from",
+            "channels[0].to",
+            "channels[0].password_env",
+            "channels[0].api_key_env",
+            "channels[0].subject",
+            "channels[0].circuit_failures",
+        ],
+    );
+    names_keys(
+        r#"
+        [[channels]]
+        name = "mail"
+        kind = "email"
+        provider = "mailgun"
+        from = "a@example.com"
+        to = ["b@example.com"]
+        api_key_env = "PATH"
+        [[routes]]
+        channels = ["mail"]
+        "#,
+        &["channels[0].domain"],
+    );
+}
+
+#[test]
+fn a_valid_email_pair_loads() {
+    std::env::set_var("AMRELAY_TEST_CONFIG_SG_KEY", "SG.x");
+    let s = load_str(
+        r#"
+        [[channels]]
+        name = "api"
+        kind = "email"
+        provider = "sendgrid"
+        from = "Ops <ops@example.com>"
+        to = ["a@example.com", "B <b@example.com>"]
+        cc = ["c@example.com"]
+        api_key_env = "AMRELAY_TEST_CONFIG_SG_KEY"
+        fallback = "smtp"
+        circuit_open_for = "10s"
+        [[channels]]
+        name = "smtp"
+        kind = "email"
+        provider = "smtp"
+        host = "relay.example"
+        from = "ops@example.com"
+        to = ["a@example.com"]
+        [[routes]]
+        channels = ["api"]
+        "#,
+    )
+    .unwrap();
+    let ChannelKind::Email(e) = &s.channels[0].kind else {
+        panic!()
+    };
+    assert_eq!(e.to.len(), 2);
+    assert_eq!(e.provider.name(), "sendgrid");
+    assert_eq!(
+        s.channels[0].policy.circuit,
+        Some(CircuitPolicy {
+            failures: 5,
+            open_for: Duration::from_secs(10)
+        })
+    );
+    let ChannelKind::Email(smtp) = &s.channels[1].kind else {
+        panic!()
+    };
+    let EmailProvider::Smtp(relay) = &smtp.provider else {
+        panic!()
+    };
+    assert_eq!((relay.port, relay.tls), (587, SmtpTls::StartTls));
+    assert_eq!(s.channels[1].policy.concurrency, 4);
+}
+
+#[test]
+fn promotion_channel_problems_name_their_keys() {
+    names_keys(
+        r##"
+        [[channels]]
+        name = "promote"
+        kind = "promotion"
+        secret_env = "PATH"
+        fallback = "ops"
+        outcome_channels = ["ops", "nope", "promote"]
+        quorum = { label = "monitor", count = 1 }
+        channel = "#x"
+        [[channels]]
+        name = "ops"
+        kind = "console"
+        [[routes]]
+        channels = ["promote"]
+        "##,
+        &[
+            "channels[0].url",
+            "channels[0].target",
+            "channels[0].fallback",
+            "channels[0].quorum.count",
+            "channels[0].channel",
+        ],
+    );
+    // Outcome channels are checked once the channel itself is whole.
+    names_keys(
+        r#"
+        [[channels]]
+        name = "promote"
+        kind = "promotion"
+        url = "http://backup.example:9098"
+        target = "primary"
+        secret_env = "PATH"
+        outcome_channels = ["ops", "nope", "promote"]
+        [[channels]]
+        name = "ops"
+        kind = "console"
+        [[routes]]
+        channels = ["promote"]
+        "#,
+        &[
+            "channels[0].outcome_channels[1]",
+            "channels[0].outcome_channels[2]",
+        ],
+    );
+}
+
+#[test]
+fn a_whsec_secret_must_be_base64() {
+    std::env::set_var("AMRELAY_TEST_CONFIG_BAD_WHSEC", "whsec_not base64!");
+    names_keys(
+        r#"
+        [[channels]]
+        name = "hook"
+        kind = "webhook"
+        url = "http://127.0.0.1:1/hook"
+        secret_env = "AMRELAY_TEST_CONFIG_BAD_WHSEC"
+        [[routes]]
+        channels = ["hook"]
+        "#,
+        &["channels[0].secret_env"],
+    );
+}
+
+#[test]
+fn admin_needs_a_token() {
+    names_keys(
+        r#"
+        [admin]
+        listen = "127.0.0.1:9099"
+        [[channels]]
+        name = "c"
+        kind = "console"
+        [[routes]]
+        channels = ["c"]
+        "#,
+        &["admin.token_file"],
+    );
+}

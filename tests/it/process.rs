@@ -169,6 +169,8 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
         ("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         ("SENDGRID_API_KEY", "SG.t"),
         ("SMTP_PASSWORD", "p"),
+        ("PROMOTION_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("AMRELAY_ADMIN_TOKEN", "admin-t"),
     ];
     let out = amrelay("check-config", example, &secrets);
     assert!(
