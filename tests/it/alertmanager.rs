@@ -13,7 +13,7 @@ use crate::helpers::*;
 
 const BINARY: &str = "prometheus-alertmanager";
 
-struct Killed(Vec<Child>);
+pub(crate) struct Killed(pub(crate) Vec<Child>);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -24,7 +24,7 @@ impl Drop for Killed {
     }
 }
 
-fn alertmanager(dir: &Path, i: usize, web: u16, cluster: u16, peer: u16) -> Child {
+pub(crate) fn alertmanager(dir: &Path, i: usize, web: u16, cluster: u16, peer: u16) -> Child {
     let data = dir.join(format!("am{i}"));
     std::fs::create_dir_all(&data).unwrap();
     let log = std::fs::File::create(dir.join(format!("am{i}.log"))).unwrap();
@@ -47,7 +47,7 @@ fn alertmanager(dir: &Path, i: usize, web: u16, cluster: u16, peer: u16) -> Chil
         .unwrap_or_else(|e| panic!("cannot start {BINARY} (scripts/test installs it): {e}"))
 }
 
-async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
     client.get(url).send().await.ok()?.json().await.ok()
 }
 

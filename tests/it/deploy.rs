@@ -21,13 +21,13 @@ use crate::helpers::free_port;
 /// The profiles: name and N, the consecutive failed probes that fire `PrimaryDown`.
 const PROFILES: [(&str, u32); 2] = [("default", 3), ("fast", 2)];
 
-fn deploy(path: &str) -> PathBuf {
+pub(crate) fn deploy(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("deploy")
         .join(path)
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -66,7 +66,7 @@ fn path_str(p: &Path) -> &str {
 
 /// `text` with every `from` replaced; panics if there is none, so an edit that no longer
 /// applies (the file changed) fails instead of testing the unchanged file.
-fn replaced(text: &str, from: &str, to: &str) -> String {
+pub(crate) fn replaced(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "{from:?} not found in:\n{text}");
     text.replace(from, to)
 }
@@ -314,7 +314,7 @@ fn alertmanager_config_passes_amtool_and_routes_primary_down_to_the_failover_rou
 }
 
 /// Kills the child processes when the test ends, passed or not.
-struct Children(Vec<Child>);
+pub(crate) struct Children(pub(crate) Vec<Child>);
 
 impl Drop for Children {
     fn drop(&mut self) {
@@ -325,7 +325,7 @@ impl Drop for Children {
     }
 }
 
-fn spawn(program: &str, args: &[String], log: &Path) -> Child {
+pub(crate) fn spawn(program: &str, args: &[String], log: &Path) -> Child {
     Command::new(program)
         .args(args)
         .stdout(Stdio::null())
@@ -354,7 +354,7 @@ async fn fake_alertmanager() -> (String, Posted) {
     (addr, posted)
 }
 
-async fn query(client: &reqwest::Client, prometheus: &str, path: &str) -> Option<Value> {
+pub(crate) async fn query(client: &reqwest::Client, prometheus: &str, path: &str) -> Option<Value> {
     let r = client
         .get(format!("{prometheus}{path}"))
         .send()

@@ -42,6 +42,11 @@ pub async fn spawn_app(config: &str) -> TestApp {
 /// Starts amrelay on `dir` (a restart when the dir holds a store already).
 pub async fn spawn_app_in(dir: tempfile::TempDir, config: &str) -> TestApp {
     let settings = settings_in(dir.path(), config);
+    spawn_app_with(dir, settings).await
+}
+
+/// Starts amrelay with settings the test adjusted (e.g. a fixed listen port).
+pub async fn spawn_app_with(dir: tempfile::TempDir, settings: Settings) -> TestApp {
     let app = App::build(settings).await.expect("app starts");
     let addr = app.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
