@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::Settings;
@@ -15,6 +16,7 @@ use crate::deliver::Deliverer;
 use crate::ingest::{self, AppState, Pipeline};
 use crate::outbox::{now_ms, Limits, Outbox};
 use crate::pipeline::{Holds, Router as Routes};
+use crate::promotion::endpoint::Endpoint;
 use crate::sinks::promotion::{state::CallerState, PromotionEnv};
 use crate::sinks::{self, SinkContext};
 use crate::telemetry::Metrics;
@@ -33,6 +35,8 @@ pub struct App {
     state: Arc<AppState>,
     deliverer: Arc<Mutex<Option<Deliverer>>>,
     sinks: SinkContext,
+    /// `[promotion_endpoint]`, on its own listener.
+    endpoint: Option<Endpoint>,
 }
 
 /// Applies a new configuration to a running app (SIGHUP).
@@ -66,6 +70,10 @@ impl App {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
+        let endpoint = match &settings.promotion_endpoint {
+            Some(e) => Some(Endpoint::start(e, &settings.storage.path, metrics.clone()).await?),
+            None => None,
+        };
         let caller = CallerState::open(&settings.storage.path)
             .map_err(|e| anyhow::anyhow!("opening the promotion state: {e}"))?;
         let sinks = SinkContext {
@@ -91,7 +99,13 @@ impl App {
             state,
             deliverer: Arc::new(Mutex::new(Some(deliverer))),
             sinks,
+            endpoint,
         })
+    }
+
+    /// The promotion endpoint's address, when `[promotion_endpoint]` is configured.
+    pub fn promotion_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.as_ref().map(Endpoint::local_addr)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -134,15 +148,45 @@ impl App {
             });
             tokio::spawn(async move { axum::serve(listener, admin::router(state)).await })
         });
-        axum::serve(self.listener, ingest::router(self.state.clone()))
-            .with_graceful_shutdown(shutdown)
+        let stop = CancellationToken::new();
+        let endpoint = self.endpoint.map(|e| {
+            let stop = stop.clone();
+            let grace = self.settings.server.shutdown_grace;
+            tokio::spawn(async move {
+                let r = e.run(stop.clone().cancelled_owned(), grace).await;
+                // Either listener failing stops both.
+                stop.cancel();
+                r
+            })
+        });
+        let served = axum::serve(self.listener, ingest::router(self.state.clone()))
+            .with_graceful_shutdown({
+                let stop = stop.clone();
+                async move {
+                    tokio::select! {
+                        _ = shutdown => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            })
             .await
-            .context("serving HTTP")?;
+            .context("serving HTTP");
+        stop.cancel();
         tracing::info!("stopped accepting webhooks; finishing deliveries in flight");
         housekeeping.abort();
         if let Some(a) = admin {
             a.abort();
         }
+        if let Some(e) = endpoint {
+            match e.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::error!(error = format!("{err:#}"), "promotion endpoint failed")
+                }
+                Err(err) => tracing::error!(error = %err, "promotion endpoint task failed"),
+            }
+        }
+        served?;
         if let Some(d) = self.deliverer.lock().await.take() {
             d.shutdown(self.settings.server.shutdown_grace).await;
         }
@@ -172,6 +216,7 @@ impl Reloader {
                 new.storage.retention != current.storage.retention,
             ),
             ("dedup.window", new.dedup_window != current.dedup_window),
+            ("promotion_endpoint", !same_endpoint(&new, &current)),
         ] {
             if changed {
                 tracing::warn!(key, "changed, but takes effect only at the next start");
@@ -193,6 +238,24 @@ impl Reloader {
         );
         warn_unconfigured(&self.state, &new).await;
         *current = new;
+    }
+}
+
+/// The promotion endpoint keeps the settings it started with until a restart.
+fn same_endpoint(a: &Settings, b: &Settings) -> bool {
+    match (&a.promotion_endpoint, &b.promotion_endpoint) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            use secrecy::ExposeSecret;
+            a.listen == b.listen
+                && a.target == b.target
+                && a.command == b.command
+                && a.timeout == b.timeout
+                && a.max_clock_skew == b.max_clock_skew
+                && a.retry_after == b.retry_after
+                && a.secret.expose_secret() == b.secret.expose_secret()
+        }
+        _ => false,
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`outbox`]: the durable store, with group commit.
 //! - [`deliver`]: one worker per channel: rate limit, retry schedule, fallback.
 //! - [`sinks`]: how each kind of channel sends and classifies answers.
+//! - [`promotion`]: failover: the promotion protocol's types, and the backup's endpoint
+//!   that runs the promotion command at most once per incident.
 //! - [`telemetry`]: logs and metrics.
 //! - [`app`]: builds every part from the settings and runs until shutdown.
 
@@ -23,5 +25,6 @@ pub mod domain;
 pub mod ingest;
 pub mod outbox;
 pub mod pipeline;
+pub mod promotion;
 pub mod sinks;
 pub mod telemetry;

@@ -65,6 +65,29 @@ enum Command {
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// The backup's promotion endpoint ([promotion_endpoint]): show it, or fail back by hand.
+    Promotion {
+        #[command(subcommand)]
+        command: PromotionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PromotionCommand {
+    /// Print the state, the epoch, the last run and the last reset.
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The manual failback: `promoted` (or failed/interrupted) back to `standby`, the
+    /// epoch kept, so the next incident may promote again. Works while `serve` runs.
+    Reset {
+        #[arg(long)]
+        config: PathBuf,
+        /// Why, for the record (kept with who ran it).
+        #[arg(long, default_value = "manual failback")]
+        reason: String,
+    },
 }
 
 #[derive(Args)]
@@ -143,6 +166,35 @@ fn main() -> ExitCode {
             admin_call(&admin, reqwest::Method::GET, "v1/admin/status", None)
         }
         Command::DeadLetters { command } => dead_letters(command),
+        Command::Promotion { command } => promotion(command),
+    }
+}
+
+fn promotion(cmd: PromotionCommand) -> ExitCode {
+    use amrelay::promotion::endpoint::admin;
+    let (config, result) = match &cmd {
+        PromotionCommand::Show { config } => (config, None),
+        PromotionCommand::Reset { config, reason } => (config, Some(reason)),
+    };
+    let Some(settings) = load_or_report(Some(config)) else {
+        return ExitCode::FAILURE;
+    };
+    let out = match result {
+        None => admin::show(&settings),
+        Some(reason) => {
+            telemetry::init(&settings.log);
+            admin::reset(&settings, reason)
+        }
+    };
+    match out {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("amrelay: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

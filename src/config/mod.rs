@@ -4,6 +4,7 @@
 mod channel;
 mod email;
 mod promotion;
+mod promotion_endpoint;
 mod raw;
 mod values;
 
@@ -17,6 +18,7 @@ use secrecy::SecretString;
 
 pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls};
 pub use promotion::{PromotionSettings, Quorum};
+pub use promotion_endpoint::PromotionEndpointSettings;
 pub use values::Rate;
 
 use crate::domain::Matcher;
@@ -32,6 +34,8 @@ pub struct Settings {
     pub admin: Option<AdminSettings>,
     pub channels: Vec<ChannelSettings>,
     pub routes: Vec<RouteSettings>,
+    /// `[promotion_endpoint]`: this amrelay is a backup that can be promoted.
+    pub promotion_endpoint: Option<PromotionEndpointSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -245,12 +249,18 @@ impl Settings {
                 token: token?,
             })
         });
-        let (raw_channels, raw_routes) =
-            if builtin_defaults && raw.channels.is_empty() && raw.routes.is_empty() {
-                (default_channels(), default_routes())
-            } else {
-                (raw.channels, raw.routes)
-            };
+        // A backup may run amrelay only as the promotion endpoint: a file with
+        // [promotion_endpoint] and neither channels nor routes gets the built-in console
+        // channel, as no file at all does.
+        let only_endpoint = raw.promotion_endpoint.is_some();
+        let (raw_channels, raw_routes) = if (builtin_defaults || only_endpoint)
+            && raw.channels.is_empty()
+            && raw.routes.is_empty()
+        {
+            (default_channels(), default_routes())
+        } else {
+            (raw.channels, raw.routes)
+        };
         if raw_channels.is_empty() {
             p.push::<()>("channels", "at least one channel is required");
         }
@@ -267,6 +277,10 @@ impl Settings {
             .collect();
         channel::check_channel_graph(&channels, &names, &mut p);
         let routes = routes(&raw_routes, &names, &mut p);
+        let promotion_endpoint = raw
+            .promotion_endpoint
+            .as_ref()
+            .and_then(|e| promotion_endpoint::endpoint(e, server.listen, &mut p));
 
         p.finish(Settings {
             server,
@@ -276,6 +290,7 @@ impl Settings {
             admin,
             channels,
             routes,
+            promotion_endpoint,
         })
     }
 

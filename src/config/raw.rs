@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub channels: Vec<RawChannel>,
     pub routes: Vec<RawRoute>,
+    pub promotion_endpoint: Option<RawPromotionEndpoint>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,4 +136,18 @@ pub struct RawRoute {
     pub channels: Vec<String>,
     #[serde(rename = "continue")]
     pub continue_: bool,
+}
+
+/// `[promotion_endpoint]`: the backup's side of failover.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPromotionEndpoint {
+    pub listen: Option<String>,
+    pub target: Option<String>,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub max_clock_skew: Option<String>,
+    pub retry_after: Option<String>,
 }

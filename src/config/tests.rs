@@ -349,3 +349,88 @@ fn admin_needs_a_token() {
         &["admin.token_file"],
     );
 }
+
+#[test]
+fn a_backup_may_configure_only_the_promotion_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("promotion.secret");
+    std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    let s = load_str(&format!(
+        r#"
+        [promotion_endpoint]
+        listen = "0.0.0.0:9098"
+        target = "primary"
+        secret_file = "{}"
+        command = ["promote-backup", "--fence"]
+        timeout = "2m"
+        "#,
+        secret.display()
+    ))
+    .unwrap();
+    let e = s.promotion_endpoint.unwrap();
+    assert_eq!(e.listen.to_string(), "0.0.0.0:9098");
+    assert_eq!(e.command, vec!["promote-backup", "--fence"]);
+    assert_eq!(e.timeout, Duration::from_secs(120));
+    assert_eq!(e.max_clock_skew, Duration::from_secs(300));
+    assert_eq!(e.retry_after, Duration::from_secs(5));
+    // Alerts it might receive go to the console, as without a file.
+    assert!(matches!(s.channels[0].kind, ChannelKind::Console));
+    assert_eq!(s.routes[0].channels, vec!["console".to_string()]);
+}
+
+#[test]
+fn every_promotion_endpoint_problem_names_its_key() {
+    let text = problems(
+        r#"
+        [server]
+        listen = "127.0.0.1:9097"
+        [promotion_endpoint]
+        listen = "127.0.0.1:9097"
+        target = "pri/mary"
+        command = []
+        max_clock_skew = "soon"
+        retries = 3
+        "#,
+    )
+    .join("\n");
+    assert!(text.contains("retries"), "{text}");
+    let text = problems(
+        r#"
+        [server]
+        listen = "127.0.0.1:9097"
+        [promotion_endpoint]
+        listen = "127.0.0.1:9097"
+        target = "pri/mary"
+        command = []
+        max_clock_skew = "soon"
+        "#,
+    )
+    .join("\n");
+    for key in [
+        "promotion_endpoint.listen: \"127.0.0.1:9097\" is server.listen already",
+        "promotion_endpoint.target: expected letters",
+        "promotion_endpoint.secret_file: set secret_file or secret_env",
+        "promotion_endpoint.command: is required",
+        "promotion_endpoint.max_clock_skew: expected a duration",
+    ] {
+        assert!(text.contains(key), "missing {key:?} in:\n{text}");
+    }
+    let text = problems(
+        r#"
+        [promotion_endpoint]
+        listen = "127.0.0.1:9098"
+        target = "primary"
+        secret_env = "AMRELAY_TEST_UNSET_VAR"
+        command = ["/nonexistent/promote"]
+        "#,
+    )
+    .join("\n");
+    assert!(
+        text.contains("promotion_endpoint.secret_env: environment variable"),
+        "{text}"
+    );
+    assert!(
+        text.contains("promotion_endpoint.command[0]: \"/nonexistent/promote\" is not a file"),
+        "{text}"
+    );
+}

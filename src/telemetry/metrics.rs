@@ -63,6 +63,34 @@ pub struct AttemptLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+/// `result` of `amrelay_promotion_requests_total`: the protocol's results plus the
+/// refusals before a decision.
+pub const PROMOTION_RESULTS: &[&str] = &[
+    "promoted",
+    "running",
+    "retry",
+    "refused",
+    "failed",
+    "verified",
+    "unauthorized",
+    "bad_request",
+];
+
 /// Webhook rejection reasons, initialised at zero.
 pub const REJECT_REASONS: &[&str] = &[
     "unauthorized",
@@ -96,6 +124,18 @@ pub struct Metrics {
     pub attempt_duration: Family<ChannelLabels, Histogram>,
     pub promotion_events: Family<TargetEventLabels, Counter>,
     pub promotion_alert_to_done: Family<TargetLabels, Histogram>,
+    pub promotion_requests: Family<ResultLabels, Counter>,
+    pub promotion_runs_started: Counter,
+    pub promotion_runs_finished: Family<OutcomeLabels, Counter>,
+    pub promotion_run_duration: Histogram,
+    pub promotion_epoch: Gauge,
+    pub promotion_state: Family<StateLabels, Gauge>,
+}
+
+fn run_histogram() -> Histogram {
+    Histogram::new([
+        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    ])
 }
 
 fn latency_histogram() -> Histogram {
@@ -141,6 +181,12 @@ impl Metrics {
             attempt_duration: Family::new_with_constructor(attempt_histogram),
             promotion_events: Family::default(),
             promotion_alert_to_done: Family::new_with_constructor(latency_histogram),
+            promotion_requests: Family::default(),
+            promotion_runs_started: Counter::default(),
+            promotion_runs_finished: Family::default(),
+            promotion_run_duration: run_histogram(),
+            promotion_epoch: Gauge::default(),
+            promotion_state: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -243,6 +289,36 @@ impl Metrics {
             "From the alert's startsAt to the endpoint's answer that the promotion is done",
             m.promotion_alert_to_done.clone(),
         );
+        r.register(
+            "amrelay_promotion_requests",
+            "Promotion endpoint: requests answered, by result (promoted, running, retry, refused, failed, verified, unauthorized, bad_request)",
+            m.promotion_requests.clone(),
+        );
+        r.register(
+            "amrelay_promotion_runs_started",
+            "Promotion endpoint: runs of the promotion command started",
+            m.promotion_runs_started.clone(),
+        );
+        r.register(
+            "amrelay_promotion_runs_finished",
+            "Promotion endpoint: runs ended, by outcome (succeeded, retry, failed, timed_out, interrupted)",
+            m.promotion_runs_finished.clone(),
+        );
+        r.register(
+            "amrelay_promotion_run_duration_seconds",
+            "Promotion endpoint: how long the promotion command ran",
+            m.promotion_run_duration.clone(),
+        );
+        r.register(
+            "amrelay_promotion_epoch",
+            "Promotion endpoint: the current epoch",
+            m.promotion_epoch.clone(),
+        );
+        r.register(
+            "amrelay_promotion_state",
+            "Promotion endpoint: 1 for the current state (standby, promoting, promoted, failed, interrupted), 0 for the others",
+            m.promotion_state.clone(),
+        );
         for reason in REJECT_REASONS {
             let _ = m.rejected.get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
@@ -301,6 +377,33 @@ impl Metrics {
             .inc();
     }
 
+    /// Creates the promotion endpoint's series at zero.
+    pub fn init_promotion_endpoint(&self) {
+        for result in PROMOTION_RESULTS {
+            let _ = self.promotion_requests.get_or_create(&ResultLabels {
+                result: result.to_string(),
+            });
+        }
+        for outcome in crate::promotion::endpoint::run_outcome::ALL {
+            let _ = self.promotion_runs_finished.get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            });
+        }
+        for state in crate::promotion::State::ALL {
+            let _ = self.promotion_state.get_or_create(&StateLabels {
+                state: state.as_str().to_owned(),
+            });
+        }
+    }
+
+    pub fn promotion_request(&self, result: &str) {
+        self.promotion_requests
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
     /// A promotion target's series at zero.
     pub fn init_target(&self, target: &str) {
         for e in PROMOTION_EVENTS {
@@ -312,6 +415,34 @@ impl Metrics {
         let _ = self
             .promotion_alert_to_done
             .get_or_create(&Self::target(target));
+    }
+
+    pub fn promotion_run_started(&self) {
+        self.promotion_runs_started.inc();
+    }
+
+    /// A run ended (`duration` unknown for one found interrupted at start-up).
+    pub fn promotion_run(&self, outcome: &str, duration: Option<std::time::Duration>) {
+        self.promotion_runs_finished
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if let Some(d) = duration {
+            self.promotion_run_duration.observe(d.as_secs_f64());
+        }
+    }
+
+    pub fn promotion_status(&self, s: &crate::promotion::Status) {
+        self.promotion_epoch
+            .set(i64::try_from(s.epoch).unwrap_or(i64::MAX));
+        for state in crate::promotion::State::ALL {
+            self.promotion_state
+                .get_or_create(&StateLabels {
+                    state: state.as_str().to_owned(),
+                })
+                .set(i64::from(state == s.state));
+        }
     }
 
     pub fn channel(channel: &str) -> ChannelLabels {

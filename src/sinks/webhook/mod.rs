@@ -6,7 +6,7 @@ mod payload;
 mod signature;
 
 pub use payload::{body, SCHEMA};
-pub use signature::{sign, SigningKey};
+pub use signature::{sign, verify, SigningKey};
 
 use reqwest::Url;
 use secrecy::SecretString;

@@ -46,6 +46,32 @@ pub fn sign(key: &SigningKey, id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// Checks a `webhook-signature` header: space-separated `v1,<base64>` entries (several
+/// during a key rotation), one match is enough. Compared in constant time.
+pub fn verify(key: &SigningKey, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+    let mut matched = false;
+    for entry in header.split_ascii_whitespace() {
+        let Some(b64) = entry.strip_prefix("v1,") else {
+            continue;
+        };
+        let Ok(given) = STANDARD.decode(b64) else {
+            continue;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.0.expose_secret()) else {
+            return false;
+        };
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        // `verify_slice` compares in constant time; every entry is checked, so the time
+        // does not tell which one matched.
+        matched |= mac.verify_slice(&given).is_ok();
+    }
+    matched
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +87,36 @@ mod tests {
             sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    #[test]
+    fn verify_accepts_the_reference_example_among_others_and_nothing_else() {
+        let key = SigningKey::from_secret(&SecretString::from(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ));
+        let body = br#"{"test": 2432232314}"#;
+        let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        assert!(verify(&key, id, 1614265330, body, good));
+        assert!(verify(
+            &key,
+            id,
+            1614265330,
+            body,
+            &format!("v1,bm9wZQ== v2,x {good}")
+        ));
+        assert!(!verify(&key, id, 1614265331, body, good));
+        assert!(!verify(&key, "other", 1614265330, body, good));
+        assert!(!verify(&key, id, 1614265330, b"{}", good));
+        assert!(!verify(&key, id, 1614265330, body, ""));
+        assert!(!verify(&key, id, 1614265330, body, "v1,!!!"));
+        assert!(!verify(
+            &key,
+            id,
+            1614265330,
+            body,
+            &good.replace("v1,", "v2,")
+        ));
     }
 
     #[test]

@@ -1,0 +1,231 @@
+//! Runs the promotion command: argv without a shell, the incident in its environment,
+//! killed with its whole process group after the timeout, the tails of its output kept.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::state::Finish;
+
+/// How much of the end of stdout and of stderr is kept with the result.
+pub const TAIL_BYTES: usize = 4096;
+
+/// After the command exits, how long its output may take to reach the end: a daemon it
+/// started in the background may hold the pipes open for ever.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// The finished run and how long it took.
+pub struct Ran {
+    pub finish: Finish,
+    pub duration: Duration,
+}
+
+/// Runs `argv` with `env` added to amrelay's environment. Never fails: a command that
+/// cannot start, is killed by a signal or times out is a failed run with an `error`.
+pub async fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Ran {
+    let started = Instant::now();
+    let finish = run_inner(argv, env, timeout).await;
+    Ran {
+        finish,
+        duration: started.elapsed(),
+    }
+}
+
+async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Finish {
+    let failed = |error: String| Finish {
+        exit_code: None,
+        error: Some(error),
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return failed("no command configured".into());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        // An env value cannot hold NUL; the reason comes from the network.
+        .envs(env.iter().map(|(k, v)| (*k, v.replace('\0', ""))))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that a timeout kills what it started too, and a
+        // Ctrl-C meant for amrelay does not reach it.
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("cannot start {program:?}: {e}")),
+    };
+    let pid = child.id();
+    let out = Tail::default();
+    let err = Tail::default();
+    let readers = [
+        tokio::spawn(out.clone().fill(child.stdout.take())),
+        tokio::spawn(err.clone().fill(child.stderr.take())),
+    ];
+    let (exit_code, error) = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => match (status.code(), status.signal()) {
+            (Some(code), _) => (Some(code), None),
+            (None, Some(sig)) => (None, Some(format!("killed by signal {sig}"))),
+            (None, None) => (None, Some(format!("ended with {status}"))),
+        },
+        Ok(Err(e)) => (None, Some(format!("cannot wait for the command: {e}"))),
+        Err(_) => {
+            if let Some(pid) = pid {
+                kill_group(pid);
+            }
+            let _ = child.kill().await;
+            (
+                None,
+                Some(format!(
+                    "timed out after {}; killed",
+                    humantime::format_duration(timeout)
+                )),
+            )
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_GRACE, async {
+        for r in readers {
+            let _ = r.await;
+        }
+    })
+    .await;
+    Finish {
+        exit_code,
+        error,
+        stdout_tail: out.text(),
+        stderr_tail: err.text(),
+    }
+}
+
+/// SIGKILL to the command's process group (its pid: it was started with
+/// `process_group(0)`, and it has not been reaped yet, so the id is still its own).
+fn kill_group(pid: u32) {
+    let Ok(pgid) = i32::try_from(pid) else { return };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let r = unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    if r != 0 {
+        tracing::warn!(pid, error = %std::io::Error::last_os_error(), "cannot kill the promotion command's process group");
+    }
+}
+
+/// The last `TAIL_BYTES` of a stream, shared so that a reader that never ends can be
+/// abandoned with what it read so far.
+#[derive(Clone, Default)]
+struct Tail(Arc<Mutex<Vec<u8>>>);
+
+impl Tail {
+    async fn fill(self, stream: Option<impl AsyncRead + Unpin>) {
+        let Some(mut stream) = stream else { return };
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > TAIL_BYTES {
+                let cut = buf.len() - TAIL_BYTES;
+                buf.drain(..cut);
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        let buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // The cut may split a character: lossy decoding replaces the piece.
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[tokio::test]
+    async fn exit_codes_output_and_environment_come_back() {
+        let env = [("AMRELAY_EPOCH", "7".to_owned())];
+        let r = run(
+            &sh("echo out $AMRELAY_EPOCH; echo err >&2; exit 75"),
+            &env,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(r.finish.exit_code, Some(75));
+        assert_eq!(r.finish.error, None);
+        assert_eq!(r.finish.stdout_tail, "out 7\n");
+        assert_eq!(r.finish.stderr_tail, "err\n");
+    }
+
+    #[tokio::test]
+    async fn only_the_tail_of_a_long_output_is_kept() {
+        let r = run(
+            &sh("i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; echo last"),
+            &[],
+            Duration::from_secs(10),
+        )
+        .await;
+        let tail = r.finish.stdout_tail;
+        assert!(tail.len() <= TAIL_BYTES, "{}", tail.len());
+        assert!(tail.ends_with("line-1999\nlast\n"), "{tail}");
+        assert!(!tail.contains("line-1\n"));
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!(
+            "sleep 30 & echo $! > {}; echo started; wait",
+            pidfile.display()
+        );
+        let r = run(&sh(&script), &[], Duration::from_millis(500)).await;
+        assert_eq!(r.finish.exit_code, None);
+        assert!(
+            r.finish.error.as_deref().unwrap().contains("timed out"),
+            "{:?}",
+            r.finish.error
+        );
+        assert_eq!(r.finish.stdout_tail, "started\n");
+        assert!(r.duration < Duration::from_secs(10));
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        assert!(gone(pid.trim()), "the background sleep {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_failed_run_that_names_it() {
+        let r = run(
+            &["/nonexistent/promote".to_owned()],
+            &[],
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(r.finish.exit_code, None);
+        assert!(r.finish.error.unwrap().contains("/nonexistent/promote"));
+    }
+
+    /// Gone, or a zombie waiting for a parent that does not reap (PID 1 in a container).
+    fn gone(pid: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                Ok(s)
+                    if s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+                {
+                    return true
+                }
+                Ok(_) if Instant::now() > deadline => return false,
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
