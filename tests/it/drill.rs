@@ -163,7 +163,10 @@ channels = ["stdout"]
             spawn(
                 "prometheus-blackbox-exporter",
                 &[
-                    format!("--config.file={}", deploy("prometheus/blackbox.yml").display()),
+                    format!(
+                        "--config.file={}",
+                        deploy("prometheus/blackbox.yml").display()
+                    ),
                     format!("--web.listen-address={blackbox}"),
                 ],
                 &dir.path().join("blackbox.log"),
@@ -206,7 +209,11 @@ channels = ["stdout"]
                 .and_then(|s| s["cluster"]["peers"].as_array().map(Vec::len))
                 != Some(2)
             {
-                assert!(tokio::time::Instant::now() < deadline, "the Alertmanager cluster did not form; see am*.log in {}", self.dir.path().display());
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the Alertmanager cluster did not form; see am*.log in {}",
+                    self.dir.path().display()
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -228,7 +235,11 @@ channels = ["stdout"]
             {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "no probe_success {value}; see prometheus.log and blackbox.log in {}", self.dir.path().display());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no probe_success {value}; see prometheus.log and blackbox.log in {}",
+                self.dir.path().display()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -248,7 +259,11 @@ channels = ["stdout"]
             if r.len() >= n {
                 return r;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the promotion command did not run; see {}", self.dir.path().display());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the promotion command did not run; see {}",
+                self.dir.path().display()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -266,7 +281,10 @@ channels = ["stdout"]
             if texts.iter().any(|t| t.contains(needle)) {
                 return texts;
             }
-            assert!(tokio::time::Instant::now() < deadline, "no outcome message with {needle:?}; got {texts:#?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no outcome message with {needle:?}; got {texts:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -297,9 +315,11 @@ channels = ["stdout"]
     /// A firing PrimaryDown for the same target from another group, posted straight to
     /// the caller: it must join the open incident, not promote again.
     async fn duplicate(&self) {
-        let mut v: serde_json::Value = serde_json::from_slice(&notification("primary-down-firing", "drill-duplicate")).unwrap();
-        for labels in [&mut v["commonLabels"], &mut v["groupLabels"]] {
-            labels["target"] = "primary".into();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&notification("primary-down-firing", "drill-duplicate"))
+                .unwrap();
+        for section in ["commonLabels", "groupLabels"] {
+            v[section]["target"] = "primary".into();
         }
         for a in v["alerts"].as_array_mut().unwrap() {
             a["labels"]["target"] = "primary".into();
@@ -307,12 +327,22 @@ channels = ["stdout"]
         let (status, _) = self.caller().post(serde_json::to_vec(&v).unwrap()).await;
         assert_eq!(status, 200);
         self.caller()
-            .wait_metric("amrelay_promotion_incidents_total{target=\"primary\",event=\"joined\"}", 1.0, WAIT)
+            .wait_metric(
+                "amrelay_promotion_incidents_total{target=\"primary\",event=\"joined\"}",
+                1.0,
+                WAIT,
+            )
             .await;
     }
 }
 
-async fn start_caller(dir: tempfile::TempDir, port: u16, endpoint_port: u16, secret: &Path, outcomes: &Fake) -> TestApp {
+async fn start_caller(
+    dir: tempfile::TempDir,
+    port: u16,
+    endpoint_port: u16,
+    secret: &Path,
+    outcomes: &Fake,
+) -> TestApp {
     let config = format!(
         r#"
 [server]
@@ -353,7 +383,10 @@ channels = ["ops"]
 
 /// The command's start time from its line in runs.log.
 fn started_at(line: &str) -> f64 {
-    line.rsplit(' ').next().and_then(|t| t.parse().ok()).unwrap_or(0.0)
+    line.rsplit(' ')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn runs_path(d: &Drill) -> PathBuf {
@@ -369,7 +402,10 @@ async fn the_drill_promotes_once_and_never_fails_back() {
         "drill (fast profile): primary killed -> promotion command started: {:.2} s",
         started_at(&runs[0]) - killed
     );
-    assert!(runs[0].starts_with("1 primary/1 "), "epoch 1, key primary/1: {runs:?}");
+    assert!(
+        runs[0].starts_with("1 primary/1 "),
+        "epoch 1, key primary/1: {runs:?}"
+    );
     d.wait_outcome("succeeded").await;
     // Another report of the same outage joins the incident; still one run.
     d.duplicate().await;

@@ -9,6 +9,7 @@ mod smtp_relay;
 mod alertmanager;
 mod delivery;
 mod deploy;
+mod drill;
 mod email;
 mod ingest;
 mod process;
