@@ -6,5 +6,6 @@ mod helpers;
 
 mod alertmanager;
 mod delivery;
+mod endpoint;
 mod ingest;
 mod process;
