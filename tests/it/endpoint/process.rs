@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use super::*;
+use super::support::*;
+use crate::helpers::*;
 
 struct Proc {
     child: Child,
