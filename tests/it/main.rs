@@ -11,5 +11,6 @@ mod delivery;
 mod deploy;
 mod drill;
 mod email;
+mod endpoint;
 mod ingest;
 mod process;

@@ -25,9 +25,8 @@ use super::{http, Delivery, Outcome};
 use crate::config::PromotionSettings;
 use crate::domain::{Notification, Status};
 use crate::outbox::{now_ms, Outbox};
+use crate::promotion::{PromoteRequest, PROMOTE_PATH, STATUS_PATH};
 use crate::telemetry::Metrics;
-
-pub const SCHEMA: &str = "amrelay.promotion.v1";
 
 /// What a promotion channel needs besides its settings: its memory, and the outbox for
 /// outcome messages. `send-test` has none of it and only asks the endpoint to verify.
@@ -192,17 +191,12 @@ impl PromotionSink {
 
     /// One request for the incident's key, and what its answer means.
     async fn request(&self, env: &PromotionEnv, inc: &Incident, d: &Delivery<'_>) -> Outcome {
-        let body = json!({
-            "schema": SCHEMA,
-            "key": inc.key,
-            "target": inc.target,
-            "epoch": inc.epoch,
-            "reason": inc.reason,
-            "manual": d.notification.common_labels.get(MANUAL_LABEL) == Some("true"),
-            "dry_run": self.s.dry_run,
-        });
+        let mut req = PromoteRequest::new(&inc.target, inc.epoch.max(0) as u64, inc.reason.clone());
+        req.manual = d.notification.common_labels.get(MANUAL_LABEL) == Some("true");
+        req.dry_run = self.s.dry_run;
+        let body = serde_json::to_value(&req).unwrap_or(Value::Null);
         let (status, headers, answer) = match self
-            .call(reqwest::Method::POST, "v1/promote", d.id, &body)
+            .call(reqwest::Method::POST, PROMOTE_PATH, d.id, &body)
             .await
         {
             Ok(a) => a,
@@ -281,17 +275,16 @@ impl PromotionSink {
             Ok(e) => e,
             Err(o) => return o,
         };
-        let body = json!({
-            "schema": SCHEMA,
-            "key": format!("{}/{}", self.s.target, epoch + 1),
-            "target": self.s.target,
-            "epoch": epoch + 1,
-            "reason": "amrelay send-test --dry-run",
-            "manual": true,
-            "dry_run": true,
-        });
+        let mut req = PromoteRequest::new(
+            &self.s.target,
+            (epoch + 1).max(1) as u64,
+            "amrelay send-test --dry-run",
+        );
+        req.manual = true;
+        req.dry_run = true;
+        let body = serde_json::to_value(&req).unwrap_or(Value::Null);
         match self
-            .call(reqwest::Method::POST, "v1/promote", d.id, &body)
+            .call(reqwest::Method::POST, PROMOTE_PATH, d.id, &body)
             .await
         {
             Err(o) => o,
@@ -320,7 +313,7 @@ impl PromotionSink {
     /// `GET /v1/promotion`: the endpoint's current epoch.
     async fn current_epoch(&self, d: &Delivery<'_>) -> Result<i64, Outcome> {
         let (status, headers, answer) = self
-            .call(reqwest::Method::GET, "v1/promotion", d.id, &Value::Null)
+            .call(reqwest::Method::GET, STATUS_PATH, d.id, &Value::Null)
             .await?;
         if !status.is_success() {
             return Err(match http::classify_status(status, &headers, "") {
@@ -347,7 +340,10 @@ impl PromotionSink {
         })
     }
 
-    /// A signed request; the answer's status, headers and JSON body (Null if none).
+    /// A signed request; the answer's status, headers and JSON body (Null if none). Each
+    /// request gets a fresh `webhook-id`: the endpoint refuses a repeated (id, timestamp)
+    /// pair as a replay, and timestamps are whole seconds. The incident key, not the id,
+    /// is what makes a retry the same request.
     async fn call(
         &self,
         method: reqwest::Method,
@@ -360,11 +356,14 @@ impl PromotionSink {
         } else {
             body.to_string().into_bytes()
         };
-        let id = format!("amrelay-{delivery_id}");
+        let id = format!("amrelay-{delivery_id}-{}", uuid::Uuid::new_v4().simple());
         let ts = chrono::Utc::now().timestamp();
         let mut req = self
             .client
-            .request(method, http::join(&self.s.url, path))
+            .request(
+                method,
+                http::join(&self.s.url, path.trim_start_matches('/')),
+            )
             .header("webhook-id", &id)
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", sign(&self.key, &id, ts, &bytes));
