@@ -222,8 +222,26 @@ impl PromotionSink {
             _ => None,
         };
         let Some(final_state) = final_state else {
-            // 202 running, 503 exit 75, other 5xx: the same key again later.
-            return http::classify_status(status, &headers, &answer.to_string());
+            // 202 running, 503 exit 75, other 5xx: the same key again later. A 202 is not
+            // a delivery: the command is still running.
+            return match status.as_u16() {
+                200..=299 => Outcome::Retryable {
+                    reason: format!(
+                        "promotion_{}",
+                        if result.is_empty() {
+                            "running"
+                        } else {
+                            &result
+                        }
+                    ),
+                    detail: describe(status, &answer),
+                    retry_after: http::retry_after(&headers),
+                },
+                _ => http::with_detail(
+                    http::classify_status(status, &headers, &answer.to_string()),
+                    describe(status, &answer),
+                ),
+            };
         };
         let detail = describe(status, &answer);
         let now = now_ms();
