@@ -14,8 +14,17 @@
 //! - [`sinks`]: how each kind of channel sends and classifies answers.
 //! - [`telemetry`]: logs and metrics.
 //! - [`app`]: builds every part from the settings and runs until shutdown.
+//!
+//! A second pipeline, the metric collection sidecar, shares the binary:
+//!
+//! ```text
+//! collector: scrape (targets) -> buffer (SQLite, per endpoint) -> remote write (Prometheus)
+//! ```
+//!
+//! - [`collector`]: scrape targets, buffer on disk, remote-write without gaps.
 
 pub mod app;
+pub mod collector;
 pub mod config;
 pub mod deliver;
 pub mod domain;

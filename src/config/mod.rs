@@ -2,6 +2,7 @@
 //! values. Every problem names its key; `check-config` runs exactly this code.
 
 mod channel;
+mod collector;
 mod raw;
 mod values;
 
@@ -15,6 +16,8 @@ use secrecy::SecretString;
 
 pub use values::Rate;
 
+pub use collector::{CollectorSettings, RemoteWriteAuth, RemoteWriteSettings, TargetSettings};
+
 use crate::domain::Matcher;
 use raw::{RawChannel, RawConfig, RawRoute};
 
@@ -26,6 +29,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub channels: Vec<ChannelSettings>,
     pub routes: Vec<RouteSettings>,
+    pub collector: CollectorSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +134,18 @@ pub const ENV_PREFIX: &str = "AMRELAY";
 impl Settings {
     /// Loads the file (or only the built-in defaults) with environment overrides.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigErrors> {
+        Settings::from_raw(Settings::load_raw(path)?, path.is_none())
+    }
+
+    /// As [`Settings::load`], for `amrelay collect`: a file with neither channels nor
+    /// routes is valid, since collecting alone delivers no notifications.
+    pub fn load_for_collect(path: Option<&Path>) -> Result<Settings, ConfigErrors> {
+        let raw = Settings::load_raw(path)?;
+        let alone = raw.channels.is_empty() && raw.routes.is_empty();
+        Settings::from_raw(raw, alone)
+    }
+
+    fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigErrors> {
         let mut builder = config::Config::builder();
         if let Some(path) = path {
             builder = builder.add_source(
@@ -147,10 +163,9 @@ impl Settings {
             )
             .build()
             .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        let raw: RawConfig = built
+        built
             .try_deserialize()
-            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        Settings::from_raw(raw, path.is_none())
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))
     }
 
     fn from_raw(raw: RawConfig, builtin_defaults: bool) -> Result<Settings, ConfigErrors> {
@@ -206,6 +221,7 @@ impl Settings {
             .collect();
         channel::check_channel_graph(&channels, &names, &mut p);
         let routes = routes(&raw_routes, &names, &mut p);
+        let collector = collector::collector(&raw.collector, &mut p);
 
         p.finish(Settings {
             server,
@@ -214,6 +230,7 @@ impl Settings {
             log,
             channels,
             routes,
+            collector,
         })
     }
 
