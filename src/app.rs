@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
+use crate::collector::Collector;
 use crate::config::Settings;
 use crate::deliver::Deliverer;
 use crate::ingest::{self, AppState, Pipeline};
@@ -26,6 +27,8 @@ pub struct App {
     state: Arc<AppState>,
     deliverer: Arc<Mutex<Option<Deliverer>>>,
     client: reqwest::Client,
+    /// The metric collection sidecar, when `[collector]` has targets.
+    collector: Option<Collector>,
 }
 
 /// Applies a new configuration to a running app (SIGHUP).
@@ -53,6 +56,11 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let client = sinks::http_client();
         let deliverer = Deliverer::start(&settings, &outbox, &metrics, &client);
+        let collector = if settings.collector.enabled() {
+            Some(Collector::start(&settings, &metrics, &client)?)
+        } else {
+            None
+        };
         let state = Arc::new(AppState::new(
             pipeline(&settings, &deliverer),
             outbox,
@@ -64,6 +72,7 @@ impl App {
             state,
             deliverer: Arc::new(Mutex::new(Some(deliverer))),
             client,
+            collector,
         })
     }
 
@@ -100,6 +109,9 @@ impl App {
         housekeeping.abort();
         if let Some(d) = self.deliverer.lock().await.take() {
             d.shutdown(self.settings.server.shutdown_grace).await;
+        }
+        if let Some(c) = self.collector {
+            c.shutdown().await;
         }
         tracing::info!("amrelay stopped");
         Ok(())

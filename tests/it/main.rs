@@ -5,6 +5,7 @@ mod fakes;
 mod helpers;
 
 mod alertmanager;
+mod collector;
 mod delivery;
 mod ingest;
 mod process;
