@@ -36,7 +36,7 @@ async fn target() -> SocketAddr {
             get(|| async { "<html><body>not metrics</body></html>\n" }),
         )
         .route("/huge", get(|| async { "x 1\n".repeat(512 * 1024) }))
-        .route("/hang", get(|| std::future::pending::<String>()));
+        .route("/hang", get(std::future::pending::<String>));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
