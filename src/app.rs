@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::collector::Collector;
 use crate::config::Settings;
 use crate::deliver::Deliverer;
 use crate::ingest::{self, AppState, Pipeline};
@@ -37,6 +38,8 @@ pub struct App {
     sinks: SinkContext,
     /// `[promotion_endpoint]`, on its own listener.
     endpoint: Option<Endpoint>,
+    /// The metric collection sidecar, when `[collector]` has targets.
+    collector: Option<Collector>,
 }
 
 /// Applies a new configuration to a running app (SIGHUP).
@@ -85,6 +88,11 @@ impl App {
             }),
         };
         let deliverer = Deliverer::start(&settings, &outbox, &metrics, &sinks);
+        let collector = if settings.collector.enabled() {
+            Some(Collector::start(&settings, &metrics, &sinks.client)?)
+        } else {
+            None
+        };
         let state = Arc::new(AppState::new(
             pipeline(&settings, &deliverer),
             outbox,
@@ -100,6 +108,7 @@ impl App {
             deliverer: Arc::new(Mutex::new(Some(deliverer))),
             sinks,
             endpoint,
+            collector,
         })
     }
 
@@ -189,6 +198,9 @@ impl App {
         served?;
         if let Some(d) = self.deliverer.lock().await.take() {
             d.shutdown(self.settings.server.shutdown_grace).await;
+        }
+        if let Some(c) = self.collector {
+            c.shutdown().await;
         }
         tracing::info!("amrelay stopped");
         Ok(())

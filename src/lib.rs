@@ -16,9 +16,18 @@
 //!   that runs the promotion command at most once per incident.
 //! - [`telemetry`]: logs and metrics.
 //! - [`app`]: builds every part from the settings and runs until shutdown.
+//!
+//! A second pipeline, the metric collection sidecar, shares the binary:
+//!
+//! ```text
+//! collector: scrape (targets) -> buffer (SQLite, per endpoint) -> remote write (Prometheus)
+//! ```
+//!
+//! - [`collector`]: scrape targets, buffer on disk, remote-write without gaps.
 
 pub mod admin;
 pub mod app;
+pub mod collector;
 pub mod config;
 pub mod deliver;
 pub mod domain;

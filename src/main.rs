@@ -65,6 +65,9 @@ enum Command {
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// Only the metric collection sidecar: scrape `[collector]` targets and remote-write
+    /// them, with /metrics on server.listen. No channels or routes needed.
+    Collect(ConfigArg),
     /// The backup's promotion endpoint ([promotion_endpoint]): show it, or fail back by hand.
     Promotion {
         #[command(subcommand)]
@@ -166,6 +169,7 @@ fn main() -> ExitCode {
             admin_call(&admin, reqwest::Method::GET, "v1/admin/status", None)
         }
         Command::DeadLetters { command } => dead_letters(command),
+        Command::Collect(c) => collect(c.config.as_deref()),
         Command::Promotion { command } => promotion(command),
     }
 }
@@ -468,6 +472,38 @@ fn dead_letters(cmd: DeadLetterCommand) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("amrelay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn collect(path: Option<&Path>) -> ExitCode {
+    let settings = match Settings::load_for_collect(path) {
+        Ok(s) => s,
+        Err(e) => {
+            let name = path.map_or("built-in defaults".into(), |p| p.display().to_string());
+            for p in &e.0 {
+                eprintln!("{name}: {p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(&settings.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(amrelay::collector::run_alone(settings, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("amrelay: {e:#}");
             ExitCode::FAILURE
         }
     }

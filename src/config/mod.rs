@@ -2,6 +2,7 @@
 //! values. Every problem names its key; `check-config` runs exactly this code.
 
 mod channel;
+mod collector;
 mod email;
 mod promotion;
 mod promotion_endpoint;
@@ -21,6 +22,8 @@ pub use promotion::{PromotionSettings, Quorum};
 pub use promotion_endpoint::PromotionEndpointSettings;
 pub use values::Rate;
 
+pub use collector::{CollectorSettings, RemoteWriteAuth, RemoteWriteSettings, TargetSettings};
+
 use crate::domain::Matcher;
 use raw::{RawChannel, RawConfig, RawRoute};
 
@@ -36,6 +39,7 @@ pub struct Settings {
     pub routes: Vec<RouteSettings>,
     /// `[promotion_endpoint]`: this amrelay is a backup that can be promoted.
     pub promotion_endpoint: Option<PromotionEndpointSettings>,
+    pub collector: CollectorSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +175,18 @@ pub const ENV_PREFIX: &str = "AMRELAY";
 impl Settings {
     /// Loads the file (or only the built-in defaults) with environment overrides.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigErrors> {
+        Settings::from_raw(Settings::load_raw(path)?, path.is_none())
+    }
+
+    /// As [`Settings::load`], for `amrelay collect`: a file with neither channels nor
+    /// routes is valid, since collecting alone delivers no notifications.
+    pub fn load_for_collect(path: Option<&Path>) -> Result<Settings, ConfigErrors> {
+        let raw = Settings::load_raw(path)?;
+        let alone = raw.channels.is_empty() && raw.routes.is_empty();
+        Settings::from_raw(raw, alone)
+    }
+
+    fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigErrors> {
         let mut builder = config::Config::builder();
         if let Some(path) = path {
             builder = builder.add_source(
@@ -188,10 +204,9 @@ impl Settings {
             )
             .build()
             .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        let raw: RawConfig = built
+        built
             .try_deserialize()
-            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        Settings::from_raw(raw, path.is_none())
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))
     }
 
     fn from_raw(raw: RawConfig, builtin_defaults: bool) -> Result<Settings, ConfigErrors> {
@@ -281,6 +296,7 @@ impl Settings {
             .promotion_endpoint
             .as_ref()
             .and_then(|e| promotion_endpoint::endpoint(e, server.listen, &mut p));
+        let collector = collector::collector(&raw.collector, &mut p);
 
         p.finish(Settings {
             server,
@@ -291,6 +307,7 @@ impl Settings {
             channels,
             routes,
             promotion_endpoint,
+            collector,
         })
     }
 

@@ -13,6 +13,7 @@ pub struct RawConfig {
     pub channels: Vec<RawChannel>,
     pub routes: Vec<RawRoute>,
     pub promotion_endpoint: Option<RawPromotionEndpoint>,
+    pub collector: RawCollector,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,4 +151,42 @@ pub struct RawPromotionEndpoint {
     pub timeout: Option<String>,
     pub max_clock_skew: Option<String>,
     pub retry_after: Option<String>,
+}
+
+/// `[collector]`: scrape targets and remote-write them (see `config/collector.rs`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCollector {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub buffer_path: Option<String>,
+    pub targets: Vec<RawTarget>,
+    pub remote_write: Vec<RawRemoteWrite>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTarget {
+    pub job: Option<String>,
+    pub url: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub max_body: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRemoteWrite {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub max_bytes: Option<String>,
+    pub max_age: Option<String>,
+    pub batch_size: Option<u64>,
+    pub backoff_min: Option<String>,
+    pub backoff_max: Option<String>,
+    pub max_retry_after: Option<String>,
 }

@@ -130,6 +130,7 @@ pub struct Metrics {
     pub promotion_run_duration: Histogram,
     pub promotion_epoch: Gauge,
     pub promotion_state: Family<StateLabels, Gauge>,
+    pub collector: CollectorMetrics,
 }
 
 fn run_histogram() -> Histogram {
@@ -187,7 +188,9 @@ impl Metrics {
             promotion_run_duration: run_histogram(),
             promotion_epoch: Gauge::default(),
             promotion_state: Family::default(),
+            collector: CollectorMetrics::new(),
         };
+        m.collector.register(&mut m.registry);
         let r = &mut m.registry;
         r.register(
             "amrelay_webhooks_received",
@@ -465,5 +468,192 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetReasonLabels {
+    pub target: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointReasonLabels {
+    pub endpoint: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointOutcomeLabels {
+    pub endpoint: String,
+    /// delivered | retryable | permanent
+    pub outcome: String,
+}
+
+/// Why a scrape failed (`up` is 0 for it).
+pub const SCRAPE_FAIL_REASONS: &[&str] = &[
+    "connect",
+    "timeout",
+    "http_status",
+    "too_large",
+    "parse",
+    "transport",
+];
+/// Why buffered samples left without being sent.
+pub const COLLECTOR_DROP_REASONS: &[&str] = &["buffer_full", "too_old", "rejected", "buffer_error"];
+
+/// The metric collector's own series (`src/collector`), prefix `amrelay_collector_`.
+pub struct CollectorMetrics {
+    pub scraped: Family<TargetLabels, Counter>,
+    pub scrape_failures: Family<TargetReasonLabels, Counter>,
+    pub buffered: Family<EndpointLabels, Gauge>,
+    pub sent: Family<EndpointLabels, Counter>,
+    pub dropped: Family<EndpointReasonLabels, Counter>,
+    pub buffer_bytes: Family<EndpointLabels, Gauge>,
+    pub oldest_age: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
+    pub sends: Family<EndpointOutcomeLabels, Counter>,
+    pub send_duration: Family<EndpointLabels, Histogram>,
+}
+
+impl CollectorMetrics {
+    fn new() -> Self {
+        CollectorMetrics {
+            scraped: Family::default(),
+            scrape_failures: Family::default(),
+            buffered: Family::default(),
+            sent: Family::default(),
+            dropped: Family::default(),
+            buffer_bytes: Family::default(),
+            oldest_age: Family::default(),
+            sends: Family::default(),
+            send_duration: Family::new_with_constructor(attempt_histogram),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "amrelay_collector_samples_scraped",
+            "Samples scraped from each target, the collector's health series included",
+            self.scraped.clone(),
+        );
+        r.register(
+            "amrelay_collector_scrape_failures",
+            "Scrapes that failed (up = 0), by target and reason",
+            self.scrape_failures.clone(),
+        );
+        r.register(
+            "amrelay_collector_buffered_samples",
+            "Samples in an endpoint's buffer, not yet accepted",
+            self.buffered.clone(),
+        );
+        r.register(
+            "amrelay_collector_samples_sent",
+            "Samples an endpoint accepted",
+            self.sent.clone(),
+        );
+        r.register(
+            "amrelay_collector_samples_dropped",
+            "Samples that left an endpoint's buffer unsent, by reason",
+            self.dropped.clone(),
+        );
+        r.register(
+            "amrelay_collector_buffer_bytes",
+            "Bytes of compressed samples in an endpoint's buffer",
+            self.buffer_bytes.clone(),
+        );
+        r.register(
+            "amrelay_collector_oldest_sample_age_seconds",
+            "Age of the oldest sample in an endpoint's buffer (0 when empty)",
+            self.oldest_age.clone(),
+        );
+        r.register(
+            "amrelay_collector_sends",
+            "Remote-write requests, by outcome",
+            self.sends.clone(),
+        );
+        r.register(
+            "amrelay_collector_send_duration_seconds",
+            "Duration of one remote-write request",
+            self.send_duration.clone(),
+        );
+    }
+
+    pub fn target(target: &str) -> TargetLabels {
+        TargetLabels {
+            target: target.to_owned(),
+        }
+    }
+
+    pub fn endpoint(endpoint: &str) -> EndpointLabels {
+        EndpointLabels {
+            endpoint: endpoint.to_owned(),
+        }
+    }
+
+    /// Creates a target's series at zero.
+    pub fn init_target(&self, target: &str) {
+        let _ = self.scraped.get_or_create(&Self::target(target));
+        for reason in SCRAPE_FAIL_REASONS {
+            let _ = self.scrape_failures.get_or_create(&TargetReasonLabels {
+                target: target.to_owned(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Creates an endpoint's series at zero.
+    pub fn init_endpoint(&self, endpoint: &str) {
+        let e = Self::endpoint(endpoint);
+        let _ = self.buffered.get_or_create(&e);
+        let _ = self.sent.get_or_create(&e);
+        let _ = self.buffer_bytes.get_or_create(&e);
+        let _ = self.oldest_age.get_or_create(&e);
+        let _ = self.send_duration.get_or_create(&e);
+        for reason in COLLECTOR_DROP_REASONS {
+            let _ = self.dropped.get_or_create(&EndpointReasonLabels {
+                endpoint: endpoint.to_owned(),
+                reason: reason.to_string(),
+            });
+        }
+        for outcome in ["delivered", "retryable", "permanent"] {
+            let _ = self.sends.get_or_create(&EndpointOutcomeLabels {
+                endpoint: endpoint.to_owned(),
+                outcome: outcome.to_owned(),
+            });
+        }
+    }
+
+    pub fn scrape_failed(&self, target: &str, reason: &str) {
+        self.scrape_failures
+            .get_or_create(&TargetReasonLabels {
+                target: target.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn drop_samples(&self, endpoint: &str, reason: &str, n: u64) {
+        if n > 0 {
+            self.dropped
+                .get_or_create(&EndpointReasonLabels {
+                    endpoint: endpoint.to_owned(),
+                    reason: reason.to_owned(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    pub fn send(&self, endpoint: &str, outcome: &str) {
+        self.sends
+            .get_or_create(&EndpointOutcomeLabels {
+                endpoint: endpoint.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod smtp_relay;
 
 mod alertmanager;
+mod collector;
 mod delivery;
 mod deploy;
 mod drill;
