@@ -3,7 +3,7 @@
 //! code), a shell script as the promotion command, and files to see what it did.
 
 mod process;
-mod support;
+pub mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;

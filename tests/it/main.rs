@@ -15,3 +15,4 @@ mod email;
 mod endpoint;
 mod ingest;
 mod process;
+mod promotion;

@@ -14,6 +14,15 @@ fn open(settings: &Settings) -> anyhow::Result<(Store, &PromotionEndpointSetting
         .promotion_endpoint
         .as_ref()
         .context("the configuration has no [promotion_endpoint] section")?;
+    // The CLI never creates the store: a reset of a fresh file would say "done" while
+    // the running endpoint, on another storage.path, stays promoted.
+    let file = settings.storage.path.join(super::state::FILE);
+    if !file.exists() {
+        anyhow::bail!(
+            "no promotion state at {}: is storage.path the one `amrelay serve` uses (set it in the file or with AMRELAY__STORAGE__PATH)?",
+            file.display()
+        );
+    }
     let store = Store::open(&settings.storage.path, &e.target).with_context(|| {
         format!(
             "opening the promotion store under storage.path {}",

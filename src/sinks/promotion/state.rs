@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 CREATE TABLE IF NOT EXISTS incidents (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     target        TEXT    NOT NULL,
-    key           TEXT    NOT NULL UNIQUE,
+    key           TEXT    NOT NULL,
     epoch         INTEGER NOT NULL,
     -- requesting | promoted | failed | refused | verified
     state         TEXT    NOT NULL,
@@ -98,7 +98,8 @@ pub fn last_epoch(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>>
     .optional()
 }
 
-/// Remembers an epoch the endpoint showed; never goes back.
+/// Remembers an epoch the endpoint showed (never the one the caller asked for: a refused
+/// request must not move the next incident's epoch); never goes back.
 pub fn saw_epoch(c: &Connection, target: &str, epoch: i64) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO epochs (target, last_epoch) VALUES (?1, ?2)
@@ -158,7 +159,6 @@ pub fn open_or_join(c: &mut Connection, new: &NewIncident) -> rusqlite::Result<(
          VALUES (?1, ?2, ?3, 'requesting', ?4, ?5, ?6, ?7)",
         params![new.target, key, new.epoch, new.delivery_id, new.reason, new.firing_since, new.now],
     )?;
-    saw_epoch(&tx, new.target, new.epoch)?;
     let opened = open_incident(&tx, new.target)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     tx.commit()?;
     Ok((opened, true))
@@ -264,7 +264,8 @@ mod tests {
         let (b, opened) = open_or_join(&mut c, &new(2, 6)).unwrap();
         assert!(!opened);
         assert_eq!(b, a);
-        assert_eq!(last_epoch(&c, "primary").unwrap(), Some(5));
+        // Only what the endpoint shows counts as seen, not what the caller asked for.
+        assert_eq!(last_epoch(&c, "primary").unwrap(), None);
         finish(&c, a.id, "promoted", "ok", 20).unwrap();
         assert_eq!(last_promoted_at(&c, "primary").unwrap(), Some(20));
         assert_eq!(close(&c, "primary", 30).unwrap().map(|i| i.id), Some(a.id));

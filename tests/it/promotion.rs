@@ -1,0 +1,364 @@
+//! The promotion channel's guards and outcomes, against the real endpoint (amrelay with
+//! `[promotion_endpoint]`) and webhooks posted straight to the caller: min_firing held
+//! in the outbox and called off by a resolve, the quorum of monitors, the cooldown,
+//! manual promotions through the admin API, a refusal, a failing command, send-test.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::endpoint::support::{endpoint_config, runs};
+use crate::fakes::Fake;
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Pair {
+    backup: TestApp,
+    backup_dir: PathBuf,
+    backup_port: u16,
+    caller: TestApp,
+    admin_port: u16,
+    outcomes: Fake,
+}
+
+/// A backup whose command exits with `exit`, and a caller whose promotion channel has
+/// `keys` added.
+async fn pair(exit: i32, keys: &str) -> Pair {
+    let backup_tmp = tempfile::tempdir().unwrap();
+    let backup_dir = backup_tmp.path().to_path_buf();
+    std::fs::write(backup_dir.join("exit"), exit.to_string()).unwrap();
+    let backup_port = free_port();
+    let backup_config = endpoint_config(
+        &backup_dir,
+        "promote.sh",
+        &format!("127.0.0.1:{backup_port}"),
+        "",
+    );
+    let backup = spawn_app_in(backup_tmp, &backup_config).await;
+
+    let outcomes = Fake::webhook().await;
+    let admin_port = free_port();
+    let caller_tmp = tempfile::tempdir().unwrap();
+    std::fs::write(caller_tmp.path().join("admin.token"), "admin-token\n").unwrap();
+    std::fs::write(
+        caller_tmp.path().join("promotion.secret"),
+        crate::endpoint::support::SECRET,
+    )
+    .unwrap();
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token_file = "{{dir}}/admin.token"
+
+[[channels]]
+name = "promote"
+kind = "promotion"
+url = "http://127.0.0.1:{backup_port}"
+target = "primary"
+secret_file = "{{dir}}/promotion.secret"
+outcome_channels = ["ops"]
+backoff_min = "100ms"
+backoff_max = "300ms"
+{keys}
+
+[[channels]]
+name = "ops"
+kind = "webhook"
+url = "{hook}"
+
+[[routes]]
+matchers = ['alertname="PrimaryDown"']
+channels = ["promote"]
+
+[[routes]]
+channels = ["ops"]
+"#,
+        hook = outcomes.hook_url(),
+    );
+    let caller = spawn_app_in(caller_tmp, &config).await;
+    Pair {
+        backup,
+        backup_dir,
+        backup_port,
+        caller,
+        admin_port,
+        outcomes,
+    }
+}
+
+/// PrimaryDown for target "primary" from `monitor`, firing since now (or resolved).
+fn primary_down(group: &str, monitor: &str, resolved: bool) -> Vec<u8> {
+    let name = if resolved {
+        "primary-down-resolved"
+    } else {
+        "primary-down-firing"
+    };
+    let mut v: Value = serde_json::from_slice(&notification(name, group)).unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    for section in ["commonLabels", "groupLabels"] {
+        v[section]["target"] = "primary".into();
+        v[section]["monitor"] = monitor.into();
+    }
+    for a in v["alerts"].as_array_mut().unwrap() {
+        a["labels"]["target"] = "primary".into();
+        a["labels"]["monitor"] = monitor.into();
+        if !resolved {
+            a["startsAt"] = now.clone().into();
+        }
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+impl Pair {
+    fn runs(&self) -> Vec<String> {
+        runs(&self.backup_dir)
+    }
+
+    async fn wait_runs(&self, n: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = self.runs();
+            if r.len() >= n {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the command ran {} times, wanted {n}",
+                r.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn event(&self, event: &str, at_least: f64) {
+        self.caller
+            .wait_metric(
+                &format!(
+                    "amrelay_promotion_incidents_total{{target=\"primary\",event=\"{event}\"}}"
+                ),
+                at_least,
+                WAIT,
+            )
+            .await;
+    }
+
+    /// Waits for an outcome message containing `needle`.
+    async fn outcome(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(t) = self
+                .outcomes
+                .received()
+                .iter()
+                .map(|r| r.json["commonAnnotations"].to_string())
+                .find(|t| t.contains(needle))
+            {
+                return t;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no outcome with {needle:?}: {:#?}",
+                self.outcomes
+                    .received()
+                    .iter()
+                    .map(|r| r.json["commonAnnotations"]["summary"].to_string())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `amrelay promote primary --reason ... [--force]` through the admin API.
+    async fn promote_by_hand(&self, force: bool) -> std::process::Output {
+        let token = self.caller.dir.path().join("admin.token");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"));
+        cmd.args([
+            "promote",
+            "primary",
+            "--reason",
+            "drill by hand",
+            "--admin-url",
+        ])
+        .arg(format!("http://127.0.0.1:{}", self.admin_port))
+        .arg("--token-file")
+        .arg(token);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.caller.stop().await;
+        self.backup.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn min_firing_holds_the_promotion_and_a_resolve_calls_it_off() {
+    let p = pair(0, "min_firing = \"1h\"").await;
+    let (status, _) = p.caller.post(primary_down("held", "mon1", false)).await;
+    assert_eq!(status, 200);
+    // Stored, held, not attempted.
+    p.caller
+        .wait_metric(
+            "amrelay_deliveries_enqueued_total{channel=\"promote\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    let (status, _) = p.caller.post(primary_down("held", "mon1", true)).await;
+    assert_eq!(status, 200);
+    // The resolve is processed (its own delivery), and the firing one never was.
+    p.caller
+        .wait_metric(
+            "amrelay_deliveries_delivered_total{channel=\"promote\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        p.caller
+            .metric("amrelay_delivery_attempts_total{channel=\"promote\",outcome=\"delivered\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        p.caller
+            .metric("amrelay_promotion_incidents_total{target=\"primary\",event=\"requested\"}")
+            .await,
+        0.0
+    );
+    assert!(p.runs().is_empty(), "{:?}", p.runs());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn one_monitor_cannot_promote_alone_two_can() {
+    let p = pair(
+        0,
+        "quorum = { label = \"monitor\", count = 2, within = \"1m\" }",
+    )
+    .await;
+    p.caller.post(primary_down("q-mon1", "mon1", false)).await;
+    p.event("waiting_quorum", 1.0).await;
+    p.outcome("reported by monitor=mon1 only").await;
+    assert!(p.runs().is_empty());
+    // A second monitor's report, its own group: now the quorum holds.
+    p.caller.post(primary_down("q-mon2", "mon2", false)).await;
+    let runs = p.wait_runs(1).await;
+    assert!(runs[0].starts_with("1 primary/1"), "{runs:?}");
+    p.outcome("succeeded").await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn cooldown_force_refusal_and_reset() {
+    let p = pair(0, "cooldown = \"1h\"").await;
+    p.caller.post(primary_down("cd-1", "mon1", false)).await;
+    p.wait_runs(1).await;
+    p.outcome("succeeded").await;
+    // The outage ends; the incident closes; no failback.
+    p.caller.post(primary_down("cd-1", "mon1", true)).await;
+    p.outcome("no failback").await;
+    // A new outage within the cooldown: no new incident.
+    p.caller.post(primary_down("cd-2", "mon1", false)).await;
+    p.event("cooldown", 1.0).await;
+    p.outcome("no new promotion before").await;
+    // By hand, without --force, the cooldown holds too.
+    let out = p.promote_by_hand(false).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.event("cooldown", 2.0).await;
+    assert_eq!(p.runs().len(), 1);
+    // With --force: a new incident (epoch 2), which the endpoint refuses: it is promoted.
+    let out = p.promote_by_hand(true).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.event("refused", 1.0).await;
+    p.outcome("refused by the endpoint").await;
+    assert_eq!(p.runs().len(), 1, "a refusal runs nothing");
+    // The operator fails back by hand and resets the backup; a forced promotion runs.
+    let reset = std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(["promotion", "reset", "--reason", "failed back", "--config"])
+        .arg(p.backup.dir.path().join("amrelay.toml"))
+        // The test moved the store into its temp dir; so must the command.
+        .env("AMRELAY__STORAGE__PATH", store_path(p.backup.dir.path()))
+        .output()
+        .unwrap();
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let out = p.promote_by_hand(true).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs = p.wait_runs(2).await;
+    assert!(runs[1].starts_with("2 primary/2"), "{runs:?}");
+    let _ = p.backup_port;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_command_is_reported_and_not_retried() {
+    let p = pair(1, "").await;
+    p.caller.post(primary_down("fail", "mon1", false)).await;
+    p.event("failed", 1.0).await;
+    let text = p.outcome("FAILED").await;
+    assert!(text.contains("exit_code=1"), "{text}");
+    assert!(text.contains("warning from the command"), "{text}");
+    assert_eq!(p.runs().len(), 1);
+    p.caller
+        .wait_metric(
+            "amrelay_dead_lettered_total{channel=\"promote\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn send_test_on_a_promotion_channel_only_verifies() {
+    let p = pair(0, "").await;
+    let config = p.caller.dir.path().join("amrelay.toml");
+    let run = |dry: bool| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"));
+        c.args(["send-test", "--channel", "promote", "--config"])
+            .arg(&config);
+        if dry {
+            c.arg("--dry-run");
+        }
+        c.output()
+    };
+    let out = run(false).await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Use --dry-run"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(true).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("delivered"));
+    assert!(p.runs().is_empty(), "a dry run runs nothing");
+    p.stop().await;
+}
