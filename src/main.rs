@@ -134,12 +134,23 @@ fn main() -> ExitCode {
         Command::Serve(c) => serve(c.config.as_deref()),
         Command::CheckConfig { config } => match Settings::load(Some(&config)) {
             Ok(s) => {
-                println!(
-                    "{}: valid ({} channels, {} routes)",
-                    config.display(),
-                    s.channels.len(),
-                    s.routes.len()
-                );
+                let mut parts = vec![
+                    format!("{} channels", s.channels.len()),
+                    format!("{} routes", s.routes.len()),
+                ];
+                if let Some(e) = &s.promotion_endpoint {
+                    parts.push(format!(
+                        "promotion endpoint for {:?} on {}",
+                        e.target, e.listen
+                    ));
+                }
+                if let Some(a) = &s.admin {
+                    parts.push(format!("admin API on {}", a.listen));
+                }
+                if s.collector.enabled() {
+                    parts.push(format!("collector: {} targets", s.collector.targets.len()));
+                }
+                println!("{}: valid ({})", config.display(), parts.join(", "));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -228,15 +239,8 @@ fn admin_call(
         }
     };
     let url = format!("{}/{path}", a.admin_url.trim_end_matches('/'));
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime(false) else {
+        return ExitCode::FAILURE;
     };
     let result = rt.block_on(async {
         let mut req = reqwest::Client::new()
@@ -307,15 +311,8 @@ fn send_test(path: &Path, name: &str, dry_run: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init(&settings.log);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime(false) else {
+        return ExitCode::FAILURE;
     };
     let started = std::time::Instant::now();
     let outcome = rt.block_on(amrelay::sinks::send_test::send(channel));
@@ -350,6 +347,19 @@ fn send_test(path: &Path, name: &str, dry_run: bool) -> ExitCode {
     }
 }
 
+/// The tokio runtime for a command; None (said on stderr) if it cannot start.
+fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let mut b = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all()
+        .build()
+        .map_err(|e| eprintln!("cannot start the runtime: {e}"))
+        .ok()
+}
+
 fn load_or_report(path: Option<&Path>) -> Option<Settings> {
     match Settings::load(path) {
         Ok(s) => Some(s),
@@ -368,15 +378,8 @@ fn serve(path: Option<&Path>) -> ExitCode {
         return ExitCode::FAILURE;
     };
     telemetry::init(&settings.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime(true) else {
+        return ExitCode::FAILURE;
     };
     let result = rt.block_on(async move {
         let app = App::build(settings).await?;
@@ -489,15 +492,8 @@ fn collect(path: Option<&Path>) -> ExitCode {
         }
     };
     telemetry::init(&settings.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime(true) else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(amrelay::collector::run_alone(settings, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::config::{ChannelKind, Settings, WebhookAuth};
-use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
+use crate::domain::{LabelSet, Notification};
 use crate::ingest::{auth, internal};
 use crate::outbox::{now_ms, Outbox};
 use crate::sinks::promotion::state::{self, CallerState, Incident};
@@ -226,7 +226,6 @@ fn incident(i: &Incident) -> Value {
 
 /// A firing notification for one promotion channel, marked manual (and forced).
 fn manual_notification(target: &str, reason: &str, force: bool) -> Notification {
-    let now = chrono::Utc::now();
     let mut labels = LabelSet::default();
     labels.insert("alertname", "ManualPromotion");
     labels.insert("target", target);
@@ -237,25 +236,12 @@ fn manual_notification(target: &str, reason: &str, force: bool) -> Notification 
     }
     let mut annotations = LabelSet::default();
     annotations.insert("summary", format!("promotion requested by hand: {reason}"));
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    Notification {
-        receiver: "amrelay-admin".into(),
-        status: Status::Firing,
-        alerts: vec![Alert {
-            status: Status::Firing,
-            labels: labels.clone(),
-            annotations: annotations.clone(),
-            starts_at: now,
-            ends_at: None,
-            generator_url: String::new(),
-            fingerprint: Fingerprint::parse(&id[..16])
-                .unwrap_or_else(|| Fingerprint::parse("0").expect("a valid fingerprint")),
-        }],
-        group_labels: labels.clone(),
-        common_labels: labels,
-        common_annotations: annotations,
-        external_url: String::new(),
-        group_key: format!("amrelay-manual/{target}/{id}"),
-        truncated_alerts: 0,
-    }
+    Notification::made_here(
+        "amrelay-admin",
+        format!("amrelay-manual/{target}/{}", uuid::Uuid::new_v4().simple()),
+        &["alertname", "target"],
+        labels,
+        annotations,
+        chrono::Utc::now(),
+    )
 }

@@ -143,6 +143,48 @@ impl Notification {
         )
     }
 
+    /// A firing notification of one alert that amrelay makes itself: a test message, a
+    /// promotion outcome, a manual promotion. The group labels are the `group` names of
+    /// `labels`; the fingerprint comes from the group key, so the same key and start make
+    /// the same notification (and the same dedup key).
+    pub fn made_here(
+        receiver: &str,
+        group_key: String,
+        group: &[&str],
+        labels: LabelSet,
+        annotations: LabelSet,
+        starts_at: DateTime<Utc>,
+    ) -> Notification {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(group_key.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let group_labels = labels
+            .iter()
+            .filter(|(k, _)| group.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Notification {
+            receiver: receiver.to_owned(),
+            status: Status::Firing,
+            alerts: vec![Alert {
+                status: Status::Firing,
+                labels: labels.clone(),
+                annotations: annotations.clone(),
+                starts_at,
+                ends_at: None,
+                generator_url: String::new(),
+                // 16 hex digits: always a valid fingerprint.
+                fingerprint: Fingerprint(hex),
+            }],
+            group_labels,
+            common_labels: labels,
+            common_annotations: annotations,
+            external_url: String::new(),
+            group_key,
+            truncated_alerts: 0,
+        }
+    }
+
     /// A common annotation, else the first alert's.
     pub fn annotation(&self, name: &str) -> Option<&str> {
         self.common_annotations

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::ChannelSettings;
-use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
+use crate::domain::{LabelSet, Notification};
 use crate::outbox::now_ms;
 
 use super::{http_client, Delivery, Outcome, Sink, SinkContext};
@@ -22,30 +22,14 @@ pub fn notification(channel: &str) -> Notification {
         "summary",
         format!("TEST from amrelay send-test: channel {channel} works. No alert is firing."),
     );
-    let now = chrono::Utc::now();
-    let fingerprint = Fingerprint::parse(&format!("{:016x}", now_ms())).unwrap_or_else(|| {
-        Fingerprint::parse("0000000000000000").expect("a valid fingerprint literal")
-    });
-    Notification {
-        receiver: "amrelay-send-test".into(),
-        status: Status::Firing,
-        alerts: vec![Alert {
-            status: Status::Firing,
-            labels: labels.clone(),
-            annotations: annotations.clone(),
-            starts_at: now,
-            ends_at: None,
-            generator_url: String::new(),
-            fingerprint,
-        }],
-        group_labels: BTreeMap::from([("alertname".to_owned(), "AmrelaySendTest".to_owned())])
-            .into(),
-        common_labels: labels,
-        common_annotations: annotations,
-        external_url: String::new(),
-        group_key: format!("amrelay-send-test/{}", uuid::Uuid::new_v4()),
-        truncated_alerts: 0,
-    }
+    Notification::made_here(
+        "amrelay-send-test",
+        format!("amrelay-send-test/{}", uuid::Uuid::new_v4()),
+        &["alertname"],
+        labels,
+        annotations,
+        chrono::Utc::now(),
+    )
 }
 
 /// One attempt, no retry: the answer is what the operator wants to see.

@@ -363,6 +363,59 @@ pub(crate) async fn query(client: &reqwest::Client, prometheus: &str, path: &str
     r.json().await.ok()
 }
 
+/// The shipped fast profile, moved to free ports, probing `primary_url` and alerting the
+/// two Alertmanagers at `alertmanagers` (host:port): the blackbox exporter and Prometheus
+/// running in `dir`, and Prometheus' URL.
+pub(crate) fn fast_profile(
+    dir: &Path,
+    primary_url: &str,
+    alertmanagers: [&str; 2],
+) -> (Children, String) {
+    let (blackbox, web) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut config = read(&deploy("prometheus/prometheus.fast.yml"));
+    for (from, to) in [
+        ("http://127.0.0.1:8080/healthz", primary_url),
+        ("127.0.0.1:9115", &blackbox),
+        ("127.0.0.1:9093", alertmanagers[0]),
+        ("127.0.0.1:9193", alertmanagers[1]),
+    ] {
+        config = replaced(&config, from, to);
+    }
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    std::fs::copy(
+        deploy("prometheus/failover.fast.rules.yml"),
+        dir.join("failover.fast.rules.yml"),
+    )
+    .unwrap();
+    let d = |p: &str| dir.join(p).display().to_string();
+    let children = Children(vec![
+        spawn(
+            "prometheus-blackbox-exporter",
+            &[
+                format!(
+                    "--config.file={}",
+                    deploy("prometheus/blackbox.yml").display()
+                ),
+                format!("--web.listen-address={blackbox}"),
+            ],
+            &dir.join("blackbox.log"),
+        ),
+        spawn(
+            "prometheus",
+            &[
+                format!("--config.file={}", d("prometheus.yml")),
+                format!("--storage.tsdb.path={}", d("prom-data")),
+                format!("--web.listen-address={web}"),
+            ],
+            &dir.join("prometheus.log"),
+        ),
+    ]);
+    (children, format!("http://{web}"))
+}
+
 /// The fast profile's bound from deploy/prometheus/README.md: N x scrape_interval
 /// + scrape_timeout + evaluation_interval = 2 x 1s + 1s + 1s.
 const FAST_BOUND: Duration = Duration::from_secs(4);
@@ -376,51 +429,9 @@ async fn fast_profile_fires_primary_down_within_its_bound_after_the_primary_stop
     let primary = tokio::spawn(async move { axum::serve(primary, app).await });
     let (alertmanager, posted) = fake_alertmanager().await;
 
-    // The shipped fast profile, moved to free ports and this test's primary.
-    let (blackbox, web) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let mut config = read(&deploy("prometheus/prometheus.fast.yml"));
-    for (from, to) in [
-        ("http://127.0.0.1:8080/healthz", primary_url.as_str()),
-        ("127.0.0.1:9115", &blackbox),
-        ("127.0.0.1:9093", &alertmanager),
-        ("127.0.0.1:9193", &alertmanager),
-    ] {
-        config = replaced(&config, from, to);
-    }
-    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    std::fs::copy(
-        deploy("prometheus/failover.fast.rules.yml"),
-        dir.path().join("failover.fast.rules.yml"),
-    )
-    .unwrap();
-    let d = |p: &str| dir.path().join(p).display().to_string();
-    let _children = Children(vec![
-        spawn(
-            "prometheus-blackbox-exporter",
-            &[
-                format!(
-                    "--config.file={}",
-                    deploy("prometheus/blackbox.yml").display()
-                ),
-                format!("--web.listen-address={blackbox}"),
-            ],
-            &dir.path().join("blackbox.log"),
-        ),
-        spawn(
-            "prometheus",
-            &[
-                format!("--config.file={}", d("prometheus.yml")),
-                format!("--storage.tsdb.path={}", d("data")),
-                format!("--web.listen-address={web}"),
-            ],
-            &dir.path().join("prometheus.log"),
-        ),
-    ]);
+    let (_children, prometheus) =
+        fast_profile(dir.path(), &primary_url, [&alertmanager, &alertmanager]);
     let client = reqwest::Client::new();
-    let prometheus = format!("http://{web}");
 
     // Up: the probe of the running primary succeeds.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -14,7 +14,7 @@ use axum::Router;
 use tokio::task::JoinHandle;
 
 use crate::alertmanager::{alertmanager, get_json, Killed};
-use crate::deploy::{deploy, query, read, replaced, spawn, Children};
+use crate::deploy::{deploy, fast_profile, query, read, replaced, Children};
 use crate::fakes::Fake;
 use crate::helpers::*;
 
@@ -138,54 +138,16 @@ channels = ["stdout"]
 
         // The primary, the blackbox exporter and Prometheus with the fast profile.
         let primary = Primary::start(&format!("127.0.0.1:{}", free_port())).await;
-        let blackbox = format!("127.0.0.1:{}", free_port());
-        let web = format!("127.0.0.1:{}", free_port());
-        let mut prom = read(&deploy("prometheus/prometheus.fast.yml"));
-        for (from, to) in [
-            (
-                "http://127.0.0.1:8080/healthz".to_owned(),
-                format!("http://{}/healthz", primary.addr),
-            ),
-            ("127.0.0.1:9115".to_owned(), blackbox.clone()),
-            ("127.0.0.1:9093".to_owned(), format!("127.0.0.1:{web0}")),
-            ("127.0.0.1:9193".to_owned(), format!("127.0.0.1:{web1}")),
-        ] {
-            prom = replaced(&prom, &from, &to);
-        }
-        std::fs::write(dir.path().join("prometheus.yml"), prom).unwrap();
-        std::fs::copy(
-            deploy("prometheus/failover.fast.rules.yml"),
-            dir.path().join("failover.fast.rules.yml"),
-        )
-        .unwrap();
-        let d = |p: &str| dir.path().join(p).display().to_string();
-        let monitoring = Children(vec![
-            spawn(
-                "prometheus-blackbox-exporter",
-                &[
-                    format!(
-                        "--config.file={}",
-                        deploy("prometheus/blackbox.yml").display()
-                    ),
-                    format!("--web.listen-address={blackbox}"),
-                ],
-                &dir.path().join("blackbox.log"),
-            ),
-            spawn(
-                "prometheus",
-                &[
-                    format!("--config.file={}", d("prometheus.yml")),
-                    format!("--storage.tsdb.path={}", d("prom-data")),
-                    format!("--web.listen-address={web}"),
-                ],
-                &dir.path().join("prometheus.log"),
-            ),
-        ]);
+        let (monitoring, prometheus) = fast_profile(
+            dir.path(),
+            &format!("http://{}/healthz", primary.addr),
+            [&format!("127.0.0.1:{web0}"), &format!("127.0.0.1:{web1}")],
+        );
         let drill = Drill {
             dir,
             client,
             primary,
-            prometheus: format!("http://{web}"),
+            prometheus,
             am_webs: [web0, web1],
             _monitoring: monitoring,
             ams,

@@ -310,21 +310,7 @@ impl PromotionSink {
                 tracing::info!(answer = %answer, "the endpoint verified the request");
                 Outcome::Delivered
             }
-            Ok((status, headers, answer)) => match http::classify_status(status, &headers, "") {
-                Outcome::Retryable {
-                    reason,
-                    retry_after,
-                    ..
-                } => Outcome::Retryable {
-                    reason,
-                    detail: describe(status, &answer),
-                    retry_after,
-                },
-                _ => Outcome::permanent(
-                    format!("http_{}", status.as_u16()),
-                    describe(status, &answer),
-                ),
-            },
+            Ok((status, headers, answer)) => not_ok(status, &headers, &answer),
         }
     }
 
@@ -334,21 +320,7 @@ impl PromotionSink {
             .call(reqwest::Method::GET, STATUS_PATH, d.id, &Value::Null)
             .await?;
         if !status.is_success() {
-            return Err(match http::classify_status(status, &headers, "") {
-                Outcome::Retryable {
-                    reason,
-                    retry_after,
-                    ..
-                } => Outcome::Retryable {
-                    reason,
-                    detail: describe(status, &answer),
-                    retry_after,
-                },
-                _ => Outcome::permanent(
-                    format!("http_{}", status.as_u16()),
-                    describe(status, &answer),
-                ),
-            });
+            return Err(not_ok(status, &headers, &answer));
         }
         answer.get("epoch").and_then(Value::as_i64).ok_or_else(|| {
             Outcome::permanent(
@@ -406,6 +378,15 @@ impl PromotionSink {
     fn count(&self, env: &PromotionEnv, event: &str) {
         env.metrics.promotion_event(&self.s.target, event);
     }
+}
+
+/// A status that is not the answer hoped for, read by the HTTP table, described with
+/// what the endpoint said.
+fn not_ok(status: StatusCode, headers: &reqwest::header::HeaderMap, answer: &Value) -> Outcome {
+    http::with_detail(
+        http::classify_status(status, headers, ""),
+        describe(status, answer),
+    )
 }
 
 /// The values of the quorum label among the notification's firing alerts.

@@ -8,12 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use super::state::Incident;
 use super::PromotionEnv;
 use crate::config::PromotionSettings;
-use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
+use crate::domain::{LabelSet, Notification};
 use crate::ingest::internal;
 
 /// Set on a notification made by `amrelay promote`: skip `min_firing` and the quorum.
@@ -169,34 +168,15 @@ fn notification(
     let mut annotations = LabelSet::default();
     annotations.insert("summary", summary);
     annotations.insert("description", description);
-    let group_key = format!("amrelay-promotion/{target}/{key}");
-    let digest = Sha256::digest(group_key.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let starts_at = DateTime::<Utc>::from_timestamp_millis(since_ms).unwrap_or_else(Utc::now);
-    Notification {
-        receiver: "amrelay-promotion".into(),
-        status: Status::Firing,
-        alerts: vec![Alert {
-            status: Status::Firing,
-            labels: labels.clone(),
-            annotations: annotations.clone(),
-            starts_at,
-            ends_at: None,
-            generator_url: String::new(),
-            fingerprint: Fingerprint::parse(&hex)
-                .unwrap_or_else(|| Fingerprint::parse("0").expect("a valid fingerprint")),
-        }],
-        group_labels: BTreeMap::from([
-            ("alertname".to_owned(), "AmrelayPromotion".to_owned()),
-            ("target".to_owned(), target.to_owned()),
-        ])
-        .into(),
-        common_labels: labels,
-        common_annotations: annotations,
-        external_url: String::new(),
-        group_key,
-        truncated_alerts: 0,
-    }
+    Notification::made_here(
+        "amrelay-promotion",
+        format!("amrelay-promotion/{target}/{key}"),
+        &["alertname", "target"],
+        labels,
+        annotations,
+        starts_at,
+    )
 }
 
 fn time(ms: i64) -> String {
