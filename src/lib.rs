@@ -1,19 +1,22 @@
 //! amrelay: Alertmanager in, notifications out, nothing lost on the way.
 //!
 //! ```text
-//! ingest (HTTP, auth, wire format) -> pipeline (dedup, route) -> outbox (SQLite, durable)
-//!     -> deliver (rate limit, retry, fallback) -> sinks (slack, webhook, console)
+//! ingest (HTTP, auth, wire format) -> pipeline (dedup, route, hold) -> outbox (SQLite)
+//!     -> deliver (rate limit, retry, circuit, fallback)
+//!     -> sinks (slack, email APIs and SMTP, webhook, promotion, console)
 //! ```
 //!
 //! - [`config`]: the TOML file and env overrides, parsed once into [`config::Settings`].
 //! - [`domain`]: alerts, notifications, label matchers.
 //! - [`ingest`]: `POST /webhook/alertmanager`, auth, the Alertmanager payload.
-//! - [`pipeline`]: dedup keys and routing, pure decisions.
+//! - [`pipeline`]: dedup keys, routing and holds (a promotion's min_firing), pure decisions.
 //! - [`outbox`]: the durable store, with group commit.
 //! - [`deliver`]: one worker per channel: rate limit, retry schedule, fallback.
-//! - [`sinks`]: how each kind of channel sends and classifies answers.
+//! - [`sinks`]: how each kind of channel sends and classifies answers; the promotion
+//!   sink is failover's caller side (incidents, epochs, guards, outcome messages).
 //! - [`promotion`]: failover: the promotion protocol's types, and the backup's endpoint
 //!   that runs the promotion command at most once per incident.
+//! - [`admin`]: the admin API behind `amrelay promote` and `amrelay status`.
 //! - [`telemetry`]: logs and metrics.
 //! - [`app`]: builds every part from the settings and runs until shutdown.
 //!
