@@ -308,6 +308,38 @@ async fn cooldown_force_refusal_and_reset() {
     );
     let runs = p.wait_runs(2).await;
     assert!(runs[1].starts_with("2 primary/2"), "{runs:?}");
+    // `amrelay status` shows it, through the admin API.
+    p.event("promoted", 2.0).await;
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(["status", "--admin-url"])
+        .arg(format!("http://127.0.0.1:{}", p.admin_port))
+        .arg("--token-file")
+        .arg(p.caller.dir.path().join("admin.token"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let last = &v["promotion"][0]["last_incident"];
+    assert_eq!(last["key"], "primary/2", "{v:#}");
+    assert_eq!(last["state"], "promoted", "{v:#}");
+    assert_eq!(v["promotion"][0]["last_epoch_seen"], 2, "{v:#}");
+    // A wrong token is refused.
+    std::fs::write(p.caller.dir.path().join("wrong.token"), "nope").unwrap();
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(["status", "--admin-url"])
+        .arg(format!("http://127.0.0.1:{}", p.admin_port))
+        .arg("--token-file")
+        .arg(p.caller.dir.path().join("wrong.token"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
     let _ = p.backup_port;
     p.stop().await;
 }
