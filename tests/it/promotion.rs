@@ -394,3 +394,13 @@ async fn send_test_on_a_promotion_channel_only_verifies() {
     assert!(p.runs().is_empty(), "a dry run runs nothing");
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_dry_run_channel_goes_through_everything_but_the_command() {
+    let p = pair(0, "dry_run = true").await;
+    p.caller.post(primary_down("dry", "mon1", false)).await;
+    p.event("verified", 1.0).await;
+    p.outcome("DRY RUN: the endpoint verified").await;
+    assert!(p.runs().is_empty(), "{:?}", p.runs());
+    p.stop().await;
+}
