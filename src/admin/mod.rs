@@ -237,7 +237,7 @@ fn manual_notification(target: &str, reason: &str, force: bool) -> Notification 
     let mut annotations = LabelSet::default();
     annotations.insert("summary", format!("promotion requested by hand: {reason}"));
     Notification::made_here(
-        "amrelay-admin",
+        internal::ADMIN_RECEIVER,
         format!("amrelay-manual/{target}/{}", uuid::Uuid::new_v4().simple()),
         &["alertname", "target"],
         labels,

@@ -6,6 +6,12 @@ use crate::domain::Notification;
 use crate::outbox::{now_ms, Enqueued, Hold, NewNotification, Outbox, StoreError};
 use crate::pipeline::DedupKey;
 
+/// The receiver names of amrelay's own notifications start with this; ingest refuses
+/// them from outside.
+pub const RESERVED_PREFIX: &str = "amrelay-";
+/// The receiver of a manual promotion (`amrelay promote`).
+pub const ADMIN_RECEIVER: &str = "amrelay-admin";
+
 /// Stores `n` for `channels` and returns the delivery ids; `Ok(None)` when the same
 /// notification was stored within the dedup window already (a retried attempt that
 /// produced it again).

@@ -82,6 +82,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Receivers named `amrelay-...` are amrelay's own notifications (a manual promotion, a
+/// promotion outcome, a test message): one from outside could pose as a manual
+/// promotion and skip the quorum.
+fn not_internal(n: Notification) -> Result<Notification, wire::PayloadError> {
+    if n.receiver.starts_with(internal::RESERVED_PREFIX) {
+        return Err(wire::PayloadError::Field {
+            field: "receiver".into(),
+            msg: format!(
+                "receiver names starting with {:?} are reserved for amrelay's own notifications; rename the Alertmanager receiver",
+                internal::RESERVED_PREFIX
+            ),
+        });
+    }
+    Ok(n)
+}
+
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (
         status,
@@ -141,7 +157,7 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
             );
         }
     };
-    let n = match wire::parse(&bytes) {
+    let n = match wire::parse(&bytes).and_then(not_internal) {
         Ok(n) => n,
         Err(e) => {
             m.reject("bad_payload");

@@ -404,3 +404,31 @@ async fn a_dry_run_channel_goes_through_everything_but_the_command() {
     assert!(p.runs().is_empty(), "{:?}", p.runs());
     p.stop().await;
 }
+
+#[tokio::test]
+async fn an_alert_cannot_pose_as_a_manual_promotion() {
+    let p = pair(
+        0,
+        "quorum = { label = \"monitor\", count = 2, within = \"1m\" }",
+    )
+    .await;
+    let mut v: Value = serde_json::from_slice(&primary_down("pose", "mon1", false)).unwrap();
+    v["commonLabels"]["amrelay_manual"] = "true".into();
+    v["commonLabels"]["amrelay_force"] = "true".into();
+    // With its own receiver name, the label does not make it manual: the quorum holds.
+    let (status, _) = p.caller.post(serde_json::to_vec(&v).unwrap()).await;
+    assert_eq!(status, 200);
+    p.event("waiting_quorum", 1.0).await;
+    assert!(p.runs().is_empty());
+    // The admin receiver's name is refused from outside.
+    v["receiver"] = "amrelay-admin".into();
+    v["groupKey"] = "{}:{pose=\"2\"}".into();
+    let (status, body) = p.caller.post(serde_json::to_vec(&v).unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("receiver"),
+        "{body}"
+    );
+    assert!(p.runs().is_empty());
+    p.stop().await;
+}

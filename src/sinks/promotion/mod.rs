@@ -24,6 +24,7 @@ use super::webhook::{sign, SigningKey};
 use super::{http, Delivery, Outcome};
 use crate::config::PromotionSettings;
 use crate::domain::{Notification, Status};
+use crate::ingest::internal;
 use crate::outbox::{now_ms, Outbox};
 use crate::promotion::{PromoteRequest, PROMOTE_PATH, STATUS_PATH};
 use crate::telemetry::Metrics;
@@ -68,7 +69,7 @@ impl PromotionSink {
     async fn firing(&self, env: &PromotionEnv, d: &Delivery<'_>) -> Result<Outcome, String> {
         let n = d.notification;
         let target = self.s.target.clone();
-        let manual = n.common_labels.get(MANUAL_LABEL) == Some("true");
+        let manual = is_manual(n);
         let force = manual && n.common_labels.get(FORCE_LABEL) == Some("true");
         let now = now_ms();
         let t = target.clone();
@@ -192,7 +193,7 @@ impl PromotionSink {
     /// One request for the incident's key, and what its answer means.
     async fn request(&self, env: &PromotionEnv, inc: &Incident, d: &Delivery<'_>) -> Outcome {
         let mut req = PromoteRequest::new(&inc.target, inc.epoch.max(0) as u64, inc.reason.clone());
-        req.manual = d.notification.common_labels.get(MANUAL_LABEL) == Some("true");
+        req.manual = is_manual(d.notification);
         req.dry_run = self.s.dry_run;
         let body = serde_json::to_value(&req).unwrap_or(Value::Null);
         let (status, headers, answer) = match self
@@ -387,6 +388,12 @@ fn not_ok(status: StatusCode, headers: &reqwest::header::HeaderMap, answer: &Val
         http::classify_status(status, headers, ""),
         describe(status, answer),
     )
+}
+
+/// Made by `amrelay promote`: the admin receiver (which ingest refuses from outside)
+/// and the label, so an alert carrying the label cannot pose as one.
+fn is_manual(n: &Notification) -> bool {
+    n.receiver == internal::ADMIN_RECEIVER && n.common_labels.get(MANUAL_LABEL) == Some("true")
 }
 
 /// The values of the quorum label among the notification's firing alerts.
