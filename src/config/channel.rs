@@ -114,6 +114,8 @@ pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<Chan
         max_attempts: match c.max_attempts {
             Some(0) => p.push(key("max_attempts"), "must be above zero"),
             Some(n) => n,
+            // Each poll of a running command is an attempt: only max_age bounds a promotion.
+            None if promotion => u32::MAX,
             None => 30,
         },
         max_age: p.duration(&key("max_age"), c.max_age.as_deref(), max_age),
@@ -274,6 +276,13 @@ pub(super) fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], 
                 }
                 break;
             };
+            if matches!(target.kind, ChannelKind::Promotion(_)) {
+                p.push::<()>(
+                    format!("channels[{i}].fallback"),
+                    format!("{n:?} is a promotion channel: a failed delivery must never ask for a promotion"),
+                );
+                break;
+            }
             if chain.contains(&n) {
                 chain.push(n);
                 p.push::<()>(

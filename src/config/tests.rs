@@ -588,3 +588,25 @@ fn collect_alone_needs_no_channels() {
         "serve still needs channels"
     );
 }
+
+#[test]
+fn a_fallback_never_leads_to_a_promotion_channel() {
+    names_keys(
+        r#"
+        [[channels]]
+        name = "hook"
+        kind = "webhook"
+        url = "http://127.0.0.1:1/hook"
+        fallback = "promote"
+        [[channels]]
+        name = "promote"
+        kind = "promotion"
+        url = "http://127.0.0.1:2"
+        target = "primary"
+        secret_env = "PATH"
+        [[routes]]
+        channels = ["hook"]
+        "#,
+        &["channels[0].fallback"],
+    );
+}

@@ -108,6 +108,7 @@ impl Sink {
             ChannelKind::Email(e) => Sink::Email(email::EmailSink::new(e, client, &channel.policy)),
             ChannelKind::Promotion(p) => Sink::Promotion(promotion::PromotionSink::new(
                 p,
+                channel.policy.max_age,
                 client.clone(),
                 ctx.promotion.clone(),
             )),

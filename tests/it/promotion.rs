@@ -432,3 +432,30 @@ async fn an_alert_cannot_pose_as_a_manual_promotion() {
     assert!(p.runs().is_empty());
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_resolve_from_another_monitor_does_not_make_a_retry_open_a_second_incident() {
+    // The command says "not now" (exit 75): the caller retries the same key.
+    let p = pair(75, "").await;
+    p.caller.post(primary_down("own-mon1", "mon1", false)).await;
+    p.caller
+        .wait_metric(
+            "amrelay_delivery_attempt_failures_total{channel=\"promote\",reason=\"http_503\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    // Another monitor's group resolves meanwhile: it closes the incident...
+    p.caller.post(primary_down("own-mon2", "mon2", true)).await;
+    p.outcome("no failback").await;
+    // ...but the retrying delivery still owns it and sends the same key.
+    std::fs::write(p.backup_dir.join("exit"), "0").unwrap();
+    p.event("promoted", 1.0).await;
+    let runs = p.runs();
+    assert!(runs.len() >= 2, "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.starts_with("1 primary/1 ")),
+        "one key, one epoch: {runs:?}"
+    );
+    p.stop().await;
+}

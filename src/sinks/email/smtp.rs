@@ -109,6 +109,10 @@ fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
         Outcome::permanent(reason("smtp_permanent"), detail)
     } else if e.is_transient() {
         Outcome::retryable(reason("smtp_transient"), detail)
+    } else if e.is_client() {
+        // Our side cannot make this message or session (no auth mechanism in common, an
+        // address the relay's syntax refuses): no retry helps; the fallback might.
+        Outcome::permanent("smtp_client", detail)
     } else if e.is_timeout() {
         Outcome::retryable("timeout", detail)
     } else if e.is_tls() {

@@ -40,14 +40,22 @@ pub struct PromotionEnv {
 
 pub struct PromotionSink {
     s: PromotionSettings,
+    /// The channel's max_age: an unfinished incident older than this lost its sender.
+    max_age: Duration,
     client: reqwest::Client,
     key: SigningKey,
     env: Option<PromotionEnv>,
 }
 
 impl PromotionSink {
-    pub fn new(s: &PromotionSettings, client: reqwest::Client, env: Option<PromotionEnv>) -> Self {
+    pub fn new(
+        s: &PromotionSettings,
+        max_age: Duration,
+        client: reqwest::Client,
+        env: Option<PromotionEnv>,
+    ) -> Self {
         PromotionSink {
+            max_age,
             key: SigningKey::from_secret(&s.secret),
             s: s.clone(),
             client,
@@ -72,21 +80,18 @@ impl PromotionSink {
         let manual = is_manual(n);
         let force = manual && n.common_labels.get(FORCE_LABEL) == Some("true");
         let now = now_ms();
-        let t = target.clone();
-        let open = env.state.with(move |c| state::open_incident(c, &t)).await?;
-        if let Some(inc) = open {
-            if inc.delivery_id == d.id && inc.finished_at.is_none() {
-                // This delivery opened it and has not had the final answer: same key again.
-                return Ok(self.request(env, &inc, d).await);
-            }
-            if !(manual && inc.finished_at.is_some()) {
-                self.count(env, "joined");
-                tracing::info!(incident = %inc.key, state = %inc.state, "an incident is open for the target; joined it, no new request");
-                return Ok(Outcome::Delivered);
-            }
-            // By hand, after the incident's request ended: start afresh.
-            let t = target.clone();
-            env.state.with(move |c| state::close(c, &t, now)).await?;
+        // A delivery owns at most one incident, closed or not: its retries resend that
+        // incident's key, and once the answer is final they only tell it again.
+        let (t, id, created) = (target.clone(), d.id, d.created_at);
+        let own = env
+            .state
+            .with(move |c| state::owned_by(c, &t, id, created))
+            .await?;
+        if let Some(inc) = own {
+            return Ok(match inc.finished_at {
+                None => self.request(env, &inc, d).await,
+                Some(_) => self.retell(env, d, inc).await,
+            });
         }
         if !force {
             let t = target.clone();
@@ -102,6 +107,30 @@ impl PromotionSink {
                     return Ok(Outcome::Delivered);
                 }
             }
+        }
+        let t = target.clone();
+        let open = env.state.with(move |c| state::open_incident(c, &t)).await?;
+        if let Some(inc) = open {
+            let abandoned =
+                inc.finished_at.is_none() && inc.opened_at + self.max_age.as_millis() as i64 <= now;
+            if inc.finished_at.is_none() && (manual || abandoned) {
+                // Its owner gave up (or an operator asks again): this delivery takes the
+                // incident over and sends the same key, so nothing can run twice.
+                let (iid, id, created) = (inc.id, d.id, d.created_at);
+                env.state
+                    .with(move |c| state::take_over(c, iid, id, created))
+                    .await?;
+                tracing::warn!(incident = %inc.key, manual, "taking over an unfinished incident; same key");
+                return Ok(self.request(env, &inc, d).await);
+            }
+            if !(manual && inc.finished_at.is_some()) {
+                self.count(env, "joined");
+                tracing::info!(incident = %inc.key, state = %inc.state, "an incident is open for the target; joined it, no new request");
+                return Ok(Outcome::Delivered);
+            }
+            // By hand, after the incident's request ended: start afresh.
+            let t = target.clone();
+            env.state.with(move |c| state::close(c, &t, now)).await?;
         }
         if let (Some(q), false) = (&self.s.quorum, manual) {
             let values = label_values(n, &q.label);
@@ -144,7 +173,7 @@ impl PromotionSink {
             .map(|a| a.starts_at.timestamp_millis())
             .min()
             .unwrap_or(d.created_at);
-        let (t, r, id) = (target.clone(), reason.clone(), d.id);
+        let (t, r, id, created) = (target.clone(), reason.clone(), d.id, d.created_at);
         let (inc, opened) = env
             .state
             .with(move |c| {
@@ -154,6 +183,7 @@ impl PromotionSink {
                         target: &t,
                         epoch: epoch + 1,
                         delivery_id: id,
+                        delivery_created: created,
                         reason: &r,
                         firing_since,
                         now,
@@ -167,15 +197,15 @@ impl PromotionSink {
         }
         self.count(env, "requested");
         tracing::warn!(incident = %inc.key, %reason, "promotion requested");
-        self.tell(
-            env,
-            d,
-            Event::Requested {
-                incident: inc.clone(),
-                dry_run: self.s.dry_run,
-            },
-        )
-        .await?;
+        // Told first, so people read it before the result; a full outbox must not delay
+        // the promotion, so a failure to tell is only logged.
+        let requested = Event::Requested {
+            incident: inc.clone(),
+            dry_run: self.s.dry_run,
+        };
+        if let Err(e) = self.tell(env, d, requested).await {
+            tracing::warn!(error = %e, "cannot store the \"promotion requested\" message");
+        }
         Ok(self.request(env, &inc, d).await)
     }
 
@@ -212,14 +242,13 @@ impl PromotionSink {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        let final_state = match status.as_u16() {
-            200 => Some(if result == "verified" {
-                "verified"
-            } else {
-                "promoted"
-            }),
-            409 => Some("refused"),
-            400..=499 => Some("failed"),
+        let final_state = match (status.as_u16(), result.as_str()) {
+            (200, "verified") => Some("verified"),
+            (200, "promoted") => Some("promoted"),
+            // Not the endpoint's answer (a wrong url, a proxy): never taken as a promotion.
+            (200, _) => Some("failed"),
+            (409, _) => Some("refused"),
+            (400..=499, _) => Some("failed"),
             _ => None,
         };
         let Some(final_state) = final_state else {
@@ -282,10 +311,31 @@ impl PromotionSink {
         {
             return Outcome::retryable("promotion_state", e);
         }
-        match final_state {
-            "promoted" | "verified" => Outcome::Delivered,
-            _ => Outcome::permanent(format!("promotion_{final_state}"), detail),
+        final_outcome(final_state, detail)
+    }
+
+    /// A retry of a delivery whose incident has its final answer: tell it again (the
+    /// message's key makes a repeat a no-op) and end the same way.
+    async fn retell(&self, env: &PromotionEnv, d: &Delivery<'_>, inc: Incident) -> Outcome {
+        let took = Duration::from_millis(
+            (inc.finished_at.unwrap_or(inc.opened_at) - inc.firing_since).max(0) as u64,
+        );
+        let state = inc.state.clone();
+        let detail = inc.detail.clone().unwrap_or_default();
+        if let Err(e) = self
+            .tell(
+                env,
+                d,
+                Event::Finished {
+                    incident: inc,
+                    took,
+                },
+            )
+            .await
+        {
+            return Outcome::retryable("promotion_state", e);
         }
+        final_outcome(&state, detail)
     }
 
     /// `send-test --dry-run`: a signed dry-run request for the next epoch; nothing runs.
@@ -307,7 +357,10 @@ impl PromotionSink {
             .await
         {
             Err(o) => o,
-            Ok((status, _, answer)) if status == StatusCode::OK => {
+            Ok((status, _, answer))
+                if status == StatusCode::OK
+                    && answer.get("result").and_then(Value::as_str) == Some("verified") =>
+            {
                 tracing::info!(answer = %answer, "the endpoint verified the request");
                 Outcome::Delivered
             }
@@ -378,6 +431,14 @@ impl PromotionSink {
 
     fn count(&self, env: &PromotionEnv, event: &str) {
         env.metrics.promotion_event(&self.s.target, event);
+    }
+}
+
+/// What a final incident state means for the delivery.
+fn final_outcome(state: &str, detail: String) -> Outcome {
+    match state {
+        "promoted" | "verified" => Outcome::Delivered,
+        _ => Outcome::permanent(format!("promotion_{state}"), detail),
     }
 }
 

@@ -21,7 +21,10 @@ CREATE TABLE IF NOT EXISTS incidents (
     epoch         INTEGER NOT NULL,
     -- requesting | promoted | failed | refused | verified
     state         TEXT    NOT NULL,
+    -- The outbox delivery that sends its requests: (id, created_at), so that a
+    -- re-created outbox whose ids start again cannot claim an old incident.
     delivery_id   INTEGER NOT NULL,
+    delivery_created INTEGER NOT NULL DEFAULT 0,
     reason        TEXT    NOT NULL,
     firing_since  INTEGER NOT NULL,
     opened_at     INTEGER NOT NULL,
@@ -140,6 +143,7 @@ pub struct NewIncident<'a> {
     pub target: &'a str,
     pub epoch: i64,
     pub delivery_id: i64,
+    pub delivery_created: i64,
     pub reason: &'a str,
     pub firing_since: i64,
     pub now: i64,
@@ -155,13 +159,42 @@ pub fn open_or_join(c: &mut Connection, new: &NewIncident) -> rusqlite::Result<(
     }
     let key = format!("{}/{}", new.target, new.epoch);
     tx.execute(
-        "INSERT INTO incidents (target, key, epoch, state, delivery_id, reason, firing_since, opened_at)
-         VALUES (?1, ?2, ?3, 'requesting', ?4, ?5, ?6, ?7)",
-        params![new.target, key, new.epoch, new.delivery_id, new.reason, new.firing_since, new.now],
+        "INSERT INTO incidents (target, key, epoch, state, delivery_id, delivery_created, reason, firing_since, opened_at)
+         VALUES (?1, ?2, ?3, 'requesting', ?4, ?8, ?5, ?6, ?7)",
+        params![new.target, key, new.epoch, new.delivery_id, new.reason, new.firing_since, new.now, new.delivery_created],
     )?;
     let opened = open_incident(&tx, new.target)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     tx.commit()?;
     Ok((opened, true))
+}
+
+/// The incident this delivery sends the requests of, open or closed.
+pub fn owned_by(
+    c: &Connection,
+    target: &str,
+    delivery_id: i64,
+    delivery_created: i64,
+) -> rusqlite::Result<Option<Incident>> {
+    c.query_row(
+        &format!("{SELECT} WHERE target = ?1 AND delivery_id = ?2 AND delivery_created = ?3 ORDER BY id DESC LIMIT 1"),
+        params![target, delivery_id, delivery_created],
+        incident,
+    )
+    .optional()
+}
+
+/// Another delivery sends the incident's requests from now on (same key).
+pub fn take_over(
+    c: &Connection,
+    id: i64,
+    delivery_id: i64,
+    delivery_created: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE incidents SET delivery_id = ?2, delivery_created = ?3 WHERE id = ?1",
+        params![id, delivery_id, delivery_created],
+    )?;
+    Ok(())
 }
 
 pub fn finish(
@@ -249,6 +282,7 @@ mod tests {
             target: "primary",
             epoch,
             delivery_id,
+            delivery_created: 1,
             reason: "test",
             firing_since: 1,
             now: 10,
@@ -264,6 +298,25 @@ mod tests {
         let (b, opened) = open_or_join(&mut c, &new(2, 6)).unwrap();
         assert!(!opened);
         assert_eq!(b, a);
+        assert_eq!(
+            owned_by(&c, "primary", 1, 1).unwrap().map(|i| i.id),
+            Some(a.id)
+        );
+        assert_eq!(
+            owned_by(&c, "primary", 1, 2).unwrap(),
+            None,
+            "another outbox's delivery 1"
+        );
+        assert_eq!(
+            owned_by(&c, "primary", 2, 1).unwrap(),
+            None,
+            "the joiner owns nothing"
+        );
+        take_over(&c, a.id, 2, 1).unwrap();
+        assert_eq!(
+            owned_by(&c, "primary", 2, 1).unwrap().map(|i| i.key),
+            Some("primary/5".into())
+        );
         // Only what the endpoint shows counts as seen, not what the caller asked for.
         assert_eq!(last_epoch(&c, "primary").unwrap(), None);
         finish(&c, a.id, "promoted", "ok", 20).unwrap();
