@@ -93,21 +93,6 @@ impl PromotionSink {
                 Some(_) => self.retell(env, d, inc).await,
             });
         }
-        if !force {
-            let t = target.clone();
-            let last = env
-                .state
-                .with(move |c| state::last_promoted_at(c, &t))
-                .await?;
-            if let Some(at) = last {
-                let until = at + self.s.cooldown.as_millis() as i64;
-                if until > now {
-                    self.count(env, "cooldown");
-                    self.tell(env, d, Event::Cooldown { until }).await?;
-                    return Ok(Outcome::Delivered);
-                }
-            }
-        }
         let t = target.clone();
         let open = env.state.with(move |c| state::open_incident(c, &t)).await?;
         if let Some(inc) = open {
@@ -128,9 +113,16 @@ impl PromotionSink {
                 tracing::info!(incident = %inc.key, state = %inc.state, "an incident is open for the target; joined it, no new request");
                 return Ok(Outcome::Delivered);
             }
-            // By hand, after the incident's request ended: start afresh.
+            // By hand, after the incident's request ended: start afresh, unless the
+            // cooldown holds (checked before anything is closed).
+            if let Some(o) = self.cooldown(env, d, force, now).await? {
+                return Ok(o);
+            }
             let t = target.clone();
             env.state.with(move |c| state::close(c, &t, now)).await?;
+        }
+        if let Some(o) = self.cooldown(env, d, force, now).await? {
+            return Ok(o);
         }
         if let (Some(q), false) = (&self.s.quorum, manual) {
             let values = label_values(n, &q.label);
@@ -207,6 +199,33 @@ impl PromotionSink {
             tracing::warn!(error = %e, "cannot store the \"promotion requested\" message");
         }
         Ok(self.request(env, &inc, d).await)
+    }
+
+    /// Within the cooldown after a promotion (and not forced): tell it, and the delivery
+    /// ends here.
+    async fn cooldown(
+        &self,
+        env: &PromotionEnv,
+        d: &Delivery<'_>,
+        force: bool,
+        now: i64,
+    ) -> Result<Option<Outcome>, String> {
+        if force {
+            return Ok(None);
+        }
+        let t = self.s.target.clone();
+        let last = env
+            .state
+            .with(move |c| state::last_promoted_at(c, &t))
+            .await?;
+        match last.map(|at| at + self.s.cooldown.as_millis() as i64) {
+            Some(until) if until > now => {
+                self.count(env, "cooldown");
+                self.tell(env, d, Event::Cooldown { until }).await?;
+                Ok(Some(Outcome::Delivered))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn resolved(&self, env: &PromotionEnv, d: &Delivery<'_>) -> Result<Outcome, String> {
