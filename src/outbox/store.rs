@@ -143,6 +143,19 @@ fn enqueue(
     if dedup::is_duplicate(first, now, limits.dedup_window) {
         return Ok(Enqueued::Duplicate);
     }
+    // A resolve calls off its group's held promotions first, even when the outbox is too
+    // full to take the resolve itself: Alertmanager retries the resolve, but a held
+    // promotion must not fall due against a primary that is back.
+    let mut cancel = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'cancelled', last_error = 'cancelled: resolved before its first attempt', updated_at = ?3
+         WHERE channel = ?1 AND group_key = ?2 AND state = 'pending' AND attempts = 0",
+    )?;
+    for (i, channel) in new.channels.iter().enumerate() {
+        if new.holds.get(i).is_some_and(|h| h.cancel_unstarted) {
+            let cancelled = cancel.execute(params![channel, new.group_key, now])?;
+            *open = open.saturating_sub(cancelled as u64);
+        }
+    }
     let n = new.channels.len() as u64;
     if *open + n > limits.max_pending {
         return Ok(Enqueued::Full {
@@ -167,17 +180,9 @@ fn enqueue(
     let mut group_open = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel = ?1 AND group_key = ?2 AND state IN ('pending', 'inflight'))",
     )?;
-    let mut cancel = tx.prepare_cached(
-        "UPDATE deliveries SET state = 'cancelled', last_error = 'cancelled: resolved before its first attempt', updated_at = ?3
-         WHERE channel = ?1 AND group_key = ?2 AND state = 'pending' AND attempts = 0",
-    )?;
     let mut deliveries = Vec::with_capacity(new.channels.len());
     for (i, channel) in new.channels.iter().enumerate() {
         let hold = new.holds.get(i).copied().unwrap_or_default();
-        if hold.cancel_unstarted {
-            let cancelled = cancel.execute(params![channel, new.group_key, now])?;
-            *open = open.saturating_sub(cancelled as u64);
-        }
         // A hand-off may not overtake an earlier delivery of its group (order within a group).
         let handed_off = new.fast.get(i).copied().unwrap_or(false)
             && hold.not_before <= now

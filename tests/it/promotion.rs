@@ -459,3 +459,30 @@ async fn a_resolve_from_another_monitor_does_not_make_a_retry_open_a_second_inci
     );
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_resolve_cancels_a_held_promotion_even_when_the_outbox_is_full() {
+    let p = pair(0, "min_firing = \"1h\"\n[storage]\nmax_pending = 1").await;
+    let (status, _) = p.caller.post(primary_down("full", "mon1", false)).await;
+    assert_eq!(status, 200);
+    // The held promotion fills the outbox, yet the resolve is taken: it calls the held
+    // promotion off first, which makes its room.
+    let (status, _) = p.caller.post(primary_down("full", "mon1", true)).await;
+    assert_eq!(status, 200);
+    p.caller
+        .wait_metric(
+            "amrelay_deliveries_delivered_total{channel=\"promote\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        p.caller
+            .metric("amrelay_delivery_attempts_total{channel=\"promote\",outcome=\"delivered\"}")
+            .await,
+        1.0,
+        "only the resolve was attempted"
+    );
+    assert!(p.runs().is_empty());
+    p.stop().await;
+}
