@@ -486,3 +486,24 @@ async fn a_resolve_cancels_a_held_promotion_even_when_the_outbox_is_full() {
     assert!(p.runs().is_empty());
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_monitor_still_firing_counts_for_the_quorum_past_the_window() {
+    // A window so short that the second report always comes after it.
+    let p = pair(
+        0,
+        "quorum = { label = \"monitor\", count = 2, within = \"1ms\" }",
+    )
+    .await;
+    p.caller
+        .post(primary_down("late-mon1", "mon1", false))
+        .await;
+    p.event("waiting_quorum", 1.0).await;
+    // mon1's group has not resolved: its report still counts when mon2's arrives.
+    p.caller
+        .post(primary_down("late-mon2", "mon2", false))
+        .await;
+    p.wait_runs(1).await;
+    p.event("promoted", 1.0).await;
+    p.stop().await;
+}

@@ -127,10 +127,10 @@ impl PromotionSink {
         if let (Some(q), false) = (&self.s.quorum, manual) {
             let values = label_values(n, &q.label);
             let since = d.created_at - q.within.as_millis() as i64;
-            let (t, at) = (target.clone(), d.created_at);
+            let (t, at, g) = (target.clone(), d.created_at, n.group_key.clone());
             let seen = env
                 .state
-                .with(move |c| state::observe(c, &t, &values, at, since))
+                .with(move |c| state::observe(c, &t, &values, &g, at, since))
                 .await?;
             if (seen.len() as u32) < q.count {
                 self.count(env, "waiting_quorum");
@@ -231,7 +231,14 @@ impl PromotionSink {
     async fn resolved(&self, env: &PromotionEnv, d: &Delivery<'_>) -> Result<Outcome, String> {
         let t = self.s.target.clone();
         let now = now_ms();
-        let closed = env.state.with(move |c| state::close(c, &t, now)).await?;
+        let g = d.notification.group_key.clone();
+        let closed = env
+            .state
+            .with(move |c| {
+                state::resolved_group(c, &t, &g)?;
+                state::close(c, &t, now)
+            })
+            .await?;
         if let Some(inc) = closed {
             tracing::info!(incident = %inc.key, "the alert resolved: incident closed, no failback");
             self.tell(env, d, Event::Resolved { incident: inc }).await?;

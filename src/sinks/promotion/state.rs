@@ -33,10 +33,13 @@ CREATE TABLE IF NOT EXISTS incidents (
     closed_at     INTEGER
 );
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents (target) WHERE closed_at IS NULL;
+-- A monitor's report for the quorum; `firing` until its group resolves.
 CREATE TABLE IF NOT EXISTS observations (
-    target TEXT    NOT NULL,
-    value  TEXT    NOT NULL,
-    at     INTEGER NOT NULL,
+    target    TEXT    NOT NULL,
+    value     TEXT    NOT NULL,
+    at        INTEGER NOT NULL,
+    group_key TEXT    NOT NULL DEFAULT '',
+    firing    INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (target, value, at)
 ) WITHOUT ROWID;
 ";
@@ -223,30 +226,46 @@ pub fn close(c: &Connection, target: &str, now: i64) -> rusqlite::Result<Option<
     Ok(open)
 }
 
-/// Records that `value` (a monitor) reported the target firing at `at`, forgets what is
-/// older than `keep_after`, and returns the distinct values seen since `since`.
+/// A report older than this is forgotten, even if its group never resolved.
+const OBSERVATION_TTL_MS: i64 = 3_600_000;
+
+/// Records that `values` (monitors) reported the target firing at `at` in `group_key`,
+/// and returns the distinct values that count for the quorum: those reported since
+/// `since`, and those whose group is still firing (a monitor that reported a minute
+/// before the window and has not resolved still sees the primary down).
 pub fn observe(
     c: &Connection,
     target: &str,
     values: &[String],
+    group_key: &str,
     at: i64,
     since: i64,
 ) -> rusqlite::Result<Vec<String>> {
     for v in values {
         c.execute(
-            "INSERT OR IGNORE INTO observations (target, value, at) VALUES (?1, ?2, ?3)",
-            params![target, v, at],
+            "INSERT INTO observations (target, value, at, group_key, firing) VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT (target, value, at) DO UPDATE SET firing = 1, group_key = excluded.group_key",
+            params![target, v, at, group_key],
         )?;
     }
     c.execute(
         "DELETE FROM observations WHERE target = ?1 AND at < ?2",
-        params![target, since - 3_600_000],
+        params![target, at - OBSERVATION_TTL_MS],
     )?;
     let mut stmt = c.prepare(
-        "SELECT DISTINCT value FROM observations WHERE target = ?1 AND at >= ?2 ORDER BY value",
+        "SELECT DISTINCT value FROM observations WHERE target = ?1 AND (at >= ?2 OR firing = 1) ORDER BY value",
     )?;
     let rows = stmt.query_map(params![target, since], |r| r.get(0))?;
     rows.collect()
+}
+
+/// A group resolved: its reports stop counting as still firing.
+pub fn resolved_group(c: &Connection, target: &str, group_key: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE observations SET firing = 0 WHERE target = ?1 AND group_key = ?2",
+        params![target, group_key],
+    )?;
+    Ok(())
 }
 
 const SELECT: &str = "SELECT id, target, key, epoch, state, delivery_id, reason, firing_since, opened_at, finished_at, detail FROM incidents";
@@ -338,15 +357,22 @@ mod tests {
     #[test]
     fn the_quorum_counts_distinct_monitors_in_the_window() {
         let c = db();
-        let seen = observe(&c, "primary", &["mon-a".into()], 1_000, 0).unwrap();
+        let seen = observe(&c, "primary", &["mon-a".into()], "ga", 1_000, 0).unwrap();
         assert_eq!(seen, ["mon-a"]);
         // The same monitor again is still one.
-        let seen = observe(&c, "primary", &["mon-a".into()], 2_000, 0).unwrap();
+        let seen = observe(&c, "primary", &["mon-a".into()], "ga", 2_000, 0).unwrap();
         assert_eq!(seen, ["mon-a"]);
-        let seen = observe(&c, "primary", &["mon-b".into()], 3_000, 0).unwrap();
+        let seen = observe(&c, "primary", &["mon-b".into()], "gb", 3_000, 0).unwrap();
         assert_eq!(seen, ["mon-a", "mon-b"]);
-        // Outside the window, mon-a's reports do not count.
-        let seen = observe(&c, "primary", &["mon-b".into()], 70_000, 10_000).unwrap();
+        // Outside the window, mon-a still counts while its group fires...
+        let seen = observe(&c, "primary", &["mon-b".into()], "gb", 70_000, 10_000).unwrap();
+        assert_eq!(seen, ["mon-a", "mon-b"]);
+        // ...and not once it resolved.
+        resolved_group(&c, "primary", "ga").unwrap();
+        let seen = observe(&c, "primary", &["mon-b".into()], "gb", 71_000, 11_000).unwrap();
         assert_eq!(seen, ["mon-b"]);
+        // Within the window, a resolved report still counts (it arrived in time).
+        let seen = observe(&c, "primary", &["mon-b".into()], "gb", 72_000, 0).unwrap();
+        assert_eq!(seen, ["mon-a", "mon-b"]);
     }
 }
