@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -19,6 +19,7 @@ use super::parse::{self, Format};
 use super::remote_write::{self, Label, TimeSeries, WriteRequest};
 use super::sender::Endpoint;
 use crate::config::TargetSettings;
+use crate::outbox::now_ms;
 use crate::telemetry::metrics::CollectorMetrics;
 use crate::telemetry::Metrics;
 
@@ -248,18 +249,9 @@ fn transport(e: reqwest::Error) -> ScrapeError {
     } else {
         "transport"
     };
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(inner) = source {
-        detail.push_str(": ");
-        detail.push_str(&inner.to_string());
-        source = inner.source();
+    ScrapeError {
+        reason,
+        detail: crate::sinks::http::error_chain(&e),
     }
-    ScrapeError { reason, detail }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}

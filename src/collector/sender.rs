@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::buffer::{Batch, Buffer, Dropped, Stats};
 use super::remote_write;
-use super::scrape::now_ms;
+use crate::outbox::now_ms;
 use crate::config::RemoteWriteSettings;
 use crate::sinks::Outcome;
 use crate::telemetry::metrics::CollectorMetrics;

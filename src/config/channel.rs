@@ -6,12 +6,12 @@ use std::collections::HashSet;
 use super::email::{self, EmailProvider};
 use super::promotion;
 use super::raw::RawChannel;
-use super::{ChannelKind, ChannelSettings, CircuitPolicy, DeliveryPolicy, Problems, Rate};
+use super::{values, ChannelKind, ChannelSettings, CircuitPolicy, DeliveryPolicy, Problems, Rate};
 
 pub(super) fn channel(i: usize, c: &RawChannel, p: &mut Problems) -> Option<ChannelSettings> {
     let key = |k: &str| format!("channels[{i}].{k}");
     let name = match c.name.as_deref() {
-        Some(n) if valid_name(n) => n.to_owned(),
+        Some(n) if values::valid_name(n) => n.to_owned(),
         Some(n) => {
             p.push::<()>(
                 key("name"),
@@ -295,10 +295,4 @@ pub(super) fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], 
             next = target.fallback.as_deref();
         }
     }
-}
-
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }

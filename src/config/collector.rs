@@ -9,7 +9,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 use super::raw::{RawCollector, RawRemoteWrite, RawTarget};
-use super::Problems;
+use super::{values, Problems};
 
 #[derive(Debug, Clone, Default)]
 pub struct CollectorSettings {
@@ -193,13 +193,7 @@ fn target(
 fn endpoint(i: usize, r: &RawRemoteWrite, p: &mut Problems) -> Option<RemoteWriteSettings> {
     let key = |k: &str| format!("collector.remote_write[{i}].{k}");
     let name = match r.name.as_deref() {
-        Some(n)
-            if !n.is_empty()
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
-        {
-            Some(n.to_owned())
-        }
+        Some(n) if values::valid_name(n) => Some(n.to_owned()),
         Some(n) => p.push(
             key("name"),
             format!("expected letters, digits, '-', '_' or '.', got {n:?}"),

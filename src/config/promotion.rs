@@ -7,7 +7,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 use super::raw::RawChannel;
-use super::Problems;
+use super::{values, Problems};
 
 #[derive(Debug, Clone)]
 pub struct PromotionSettings {
@@ -58,7 +58,7 @@ pub(super) fn settings(
         None => p.push(key("url"), "is required: the backup's promotion endpoint"),
     };
     let target = match c.target.as_deref() {
-        Some(t) if valid_target(t) => Some(t.to_owned()),
+        Some(t) if values::valid_name(t) => Some(t.to_owned()),
         Some(t) => p.push(
             key("target"),
             format!("expected letters, digits, '-', '_' or '.', got {t:?}"),
@@ -109,10 +109,4 @@ pub(super) fn settings(
         dry_run: c.dry_run.unwrap_or(false),
     };
     Some(settings)
-}
-
-fn valid_target(t: &str) -> bool {
-    !t.is_empty()
-        && t.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::raw::RawPromotionEndpoint;
-use super::Problems;
+use super::{values, Problems};
 use crate::sinks::webhook::SigningKey;
 
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub(super) fn endpoint(
         },
     };
     let target = match raw.target.as_deref() {
-        Some(t) if valid_target(t) => Some(t.to_owned()),
+        Some(t) if values::valid_name(t) => Some(t.to_owned()),
         Some(t) => p.push(
             key("target"),
             format!("expected letters, digits, '-', '_' or '.', got {t:?}"),
@@ -109,10 +109,4 @@ pub(super) fn endpoint(
         max_clock_skew,
         retry_after,
     })
-}
-
-fn valid_target(t: &str) -> bool {
-    !t.is_empty()
-        && t.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }

@@ -79,6 +79,13 @@ pub fn secret(
     }
 }
 
+/// A name amrelay uses in keys, files and labels: letters, digits, '-', '_' or '.'.
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,3 +131,4 @@ mod tests {
         );
     }
 }
+

@@ -95,6 +95,7 @@ impl PromotionSink {
         }
         let t = target.clone();
         let open = env.state.with(move |c| state::open_incident(c, &t)).await?;
+        let open_finished = open.as_ref().is_some_and(|i| i.finished_at.is_some());
         if let Some(inc) = open {
             let abandoned =
                 inc.finished_at.is_none() && inc.opened_at + self.max_age.as_millis() as i64 <= now;
@@ -108,21 +109,20 @@ impl PromotionSink {
                 tracing::warn!(incident = %inc.key, manual, "taking over an unfinished incident; same key");
                 return Ok(self.request(env, &inc, d).await);
             }
-            if !(manual && inc.finished_at.is_some()) {
+            if !manual {
                 self.count(env, "joined");
                 tracing::info!(incident = %inc.key, state = %inc.state, "an incident is open for the target; joined it, no new request");
                 return Ok(Outcome::Delivered);
             }
-            // By hand, after the incident's request ended: start afresh, unless the
-            // cooldown holds (checked before anything is closed).
-            if let Some(o) = self.cooldown(env, d, force, now).await? {
-                return Ok(o);
-            }
-            let t = target.clone();
-            env.state.with(move |c| state::close(c, &t, now)).await?;
         }
+        // Within the cooldown nothing is closed or opened.
         if let Some(o) = self.cooldown(env, d, force, now).await? {
             return Ok(o);
+        }
+        if open_finished {
+            // By hand, after the open incident's request ended: start afresh.
+            let t = target.clone();
+            env.state.with(move |c| state::close(c, &t, now)).await?;
         }
         if let (Some(q), false) = (&self.s.quorum, manual) {
             let values = label_values(n, &q.label);
