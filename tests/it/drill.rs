@@ -215,25 +215,20 @@ channels = ["stdout"]
     }
 
     async fn wait_runs(&self, n: usize) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually("the promotion command to run", WAIT, || {
             let r = self.runs();
             if r.len() >= n {
-                return r;
+                Ok(r)
+            } else {
+                Err(format!("see {}", self.dir.path().display()))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the promotion command did not run; see {}",
-                self.dir.path().display()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await
     }
 
     /// Waits for an outcome message whose text contains `needle`; returns all so far.
     async fn wait_outcome(&self, needle: &str) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(format!("an outcome message with {needle:?}"), WAIT, || {
             let texts: Vec<String> = self
                 .outcomes
                 .received()
@@ -241,14 +236,12 @@ channels = ["stdout"]
                 .map(|r| r.json.to_string())
                 .collect();
             if texts.iter().any(|t| t.contains(needle)) {
-                return texts;
+                Ok(texts)
+            } else {
+                Err(format!("got {texts:#?}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no outcome message with {needle:?}; got {texts:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     fn caller(&self) -> &TestApp {

@@ -123,6 +123,62 @@ impl TestApp {
     }
 }
 
+/// Polls `check` every 20 ms until it gives a value: waits on the condition, not a
+/// guess. Fails with `what` (and whatever `check` last saw) after `timeout`.
+pub async fn eventually<T>(
+    what: impl std::fmt::Display,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `amrelay serve` as a process on `dir/amrelay.toml`, its webhook listener on `port` and
+/// its store in `dir/store` through the documented env overrides, stderr appended to
+/// `dir/amrelay.log`; returns once `/readyz` answers 200.
+pub async fn serve_process(dir: &Path, port: u16) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("amrelay.log"))
+        .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(["serve", "--config"])
+        .arg(dir.join("amrelay.toml"))
+        .env("AMRELAY__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("AMRELAY__STORAGE__PATH", store_path(dir))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(&url).send().await {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "amrelay did not become ready: {}",
+            std::fs::read_to_string(dir.join("amrelay.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// A port free now on 127.0.0.1, for a process that must be told its port in advance.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::fakes::{Answer, Fake};
@@ -14,38 +14,9 @@ struct Proc {
 }
 
 async fn start(dir: &Path, port: u16) -> Proc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("amrelay.log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_amrelay"))
-        .args(["serve", "--config"])
-        .arg(dir.join("amrelay.toml"))
-        // The documented env overrides, exercised here.
-        .env("AMRELAY__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("AMRELAY__STORAGE__PATH", dir.join("store"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc {
-        child,
+    Proc {
+        child: serve_process(dir, port).await,
         addr: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = client.get(format!("{}/readyz", p.addr)).send().await {
-            if r.status() == 200 {
-                return p;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "amrelay did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -17,7 +17,6 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Pair {
     backup: TestApp,
     backup_dir: PathBuf,
-    backup_port: u16,
     caller: TestApp,
     admin_port: u16,
     outcomes: Fake,
@@ -82,7 +81,6 @@ channels = ["ops"]
     Pair {
         backup,
         backup_dir,
-        backup_port,
         caller,
         admin_port,
         outcomes,
@@ -118,19 +116,15 @@ impl Pair {
     }
 
     async fn wait_runs(&self, n: usize) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(format!("{n} runs of the command"), WAIT, || {
             let r = self.runs();
             if r.len() >= n {
-                return r;
+                Ok(r)
+            } else {
+                Err(format!("it ran {} times", r.len()))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the command ran {} times, wanted {n}",
-                r.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     async fn event(&self, event: &str, at_least: f64) {
@@ -147,48 +141,42 @@ impl Pair {
 
     /// Waits for an outcome message containing `needle`.
     async fn outcome(&self, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(t) = self
+        eventually(format!("an outcome with {needle:?}"), WAIT, || {
+            let texts: Vec<String> = self
                 .outcomes
                 .received()
                 .iter()
                 .map(|r| r.json["commonAnnotations"].to_string())
+                .collect();
+            texts
+                .iter()
                 .find(|t| t.contains(needle))
-            {
-                return t;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no outcome with {needle:?}: {:#?}",
-                self.outcomes
-                    .received()
-                    .iter()
-                    .map(|r| r.json["commonAnnotations"]["summary"].to_string())
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                .cloned()
+                .ok_or_else(|| format!("got {texts:#?}"))
+        })
+        .await
+    }
+
+    /// `amrelay ARGS --admin-url ... --token-file DIR/TOKEN_FILE` against the caller.
+    async fn admin_cli(&self, args: &[&str], token_file: &str) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+            .args(args)
+            .arg("--admin-url")
+            .arg(format!("http://127.0.0.1:{}", self.admin_port))
+            .arg("--token-file")
+            .arg(self.caller.dir.path().join(token_file))
+            .output()
+            .await
+            .unwrap()
     }
 
     /// `amrelay promote primary --reason ... [--force]` through the admin API.
     async fn promote_by_hand(&self, force: bool) -> std::process::Output {
-        let token = self.caller.dir.path().join("admin.token");
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"));
-        cmd.args([
-            "promote",
-            "primary",
-            "--reason",
-            "drill by hand",
-            "--admin-url",
-        ])
-        .arg(format!("http://127.0.0.1:{}", self.admin_port))
-        .arg("--token-file")
-        .arg(token);
+        let mut args = vec!["promote", "primary", "--reason", "drill by hand"];
         if force {
-            cmd.arg("--force");
+            args.push("--force");
         }
-        cmd.output().await.unwrap()
+        self.admin_cli(&args, "admin.token").await
     }
 
     async fn stop(self) {
@@ -310,14 +298,7 @@ async fn cooldown_force_refusal_and_reset() {
     assert!(runs[1].starts_with("2 primary/2"), "{runs:?}");
     // `amrelay status` shows it, through the admin API.
     p.event("promoted", 2.0).await;
-    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
-        .args(["status", "--admin-url"])
-        .arg(format!("http://127.0.0.1:{}", p.admin_port))
-        .arg("--token-file")
-        .arg(p.caller.dir.path().join("admin.token"))
-        .output()
-        .await
-        .unwrap();
+    let status = p.admin_cli(&["status"], "admin.token").await;
     assert!(
         status.status.success(),
         "{}",
@@ -330,17 +311,36 @@ async fn cooldown_force_refusal_and_reset() {
     assert_eq!(v["promotion"][0]["last_epoch_seen"], 2, "{v:#}");
     // A wrong token is refused.
     std::fs::write(p.caller.dir.path().join("wrong.token"), "nope").unwrap();
-    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
-        .args(["status", "--admin-url"])
-        .arg(format!("http://127.0.0.1:{}", p.admin_port))
-        .arg("--token-file")
-        .arg(p.caller.dir.path().join("wrong.token"))
-        .output()
-        .await
-        .unwrap();
+    let refused = p.admin_cli(&["status"], "wrong.token").await;
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
-    let _ = p.backup_port;
+    // A target no promotion channel has, and a request that is not one, are named.
+    let unknown = p
+        .admin_cli(&["promote", "secondary", "--reason", "typo"], "admin.token")
+        .await;
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stdout)
+            .contains(r#"no promotion channel has target \"secondary\" (targets: primary)"#),
+        "{}",
+        String::from_utf8_lossy(&unknown.stdout)
+    );
+    let bad = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/v1/admin/promote",
+            p.admin_port
+        ))
+        .bearer_auth("admin-token")
+        .json(&serde_json::json!({"target": "primary"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("reason"),
+        "{body}"
+    );
     p.stop().await;
 }
 

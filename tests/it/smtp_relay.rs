@@ -79,19 +79,19 @@ impl SmtpRelay {
 
     /// Polls the Maildir until it holds `n` messages.
     pub async fn wait_messages(&self, n: usize, within: Duration) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let m = self.messages();
-            if m.len() >= n {
-                return m;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {within:?}: {} messages in the relay's mailbox, wanted {n}",
-                m.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::helpers::eventually(
+            format!("{n} messages in the relay's mailbox"),
+            within,
+            || {
+                let m = self.messages();
+                if m.len() >= n {
+                    Ok(m)
+                } else {
+                    Err(format!("it holds {}", m.len()))
+                }
+            },
+        )
+        .await
     }
 }
 

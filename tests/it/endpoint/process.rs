@@ -2,7 +2,7 @@
 //! and SIGKILL mid-run.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use super::support::*;
@@ -16,44 +16,10 @@ struct Proc {
 
 /// `amrelay serve` on `dir` with the config there, its endpoint on `port`.
 async fn serve(dir: &Path, main_port: u16, port: u16) -> Proc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("amrelay.log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_amrelay"))
-        .args(["serve", "--config"])
-        .arg(dir.join("amrelay.toml"))
-        .env("AMRELAY__SERVER__LISTEN", format!("127.0.0.1:{main_port}"))
-        .env("AMRELAY__STORAGE__PATH", dir.join("store"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc {
-        child,
+    Proc {
+        child: serve_process(dir, main_port).await,
         caller: Caller::new(format!("127.0.0.1:{port}").parse().unwrap()),
         main: format!("http://127.0.0.1:{main_port}"),
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = p
-            .caller
-            .client
-            .get(format!("{}/readyz", p.main))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return p;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "amrelay did not become ready: {}",
-            std::fs::read_to_string(dir.join("amrelay.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -187,13 +187,10 @@ pub fn runs(dir: &Path) -> Vec<String> {
 }
 
 pub async fn wait_for_file(path: &Path, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !path.exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} did not appear within {timeout:?}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::eventually(path.display(), timeout, || {
+        path.exists()
+            .then_some(())
+            .ok_or_else(|| "it does not exist".to_owned())
+    })
+    .await
 }
