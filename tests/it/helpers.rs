@@ -152,7 +152,7 @@ pub async fn serve_process(dir: &Path, port: u16) -> std::process::Child {
         .append(true)
         .open(dir.join("amrelay.log"))
         .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
         .args(["serve", "--config"])
         .arg(dir.join("amrelay.toml"))
         .env("AMRELAY__SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -170,11 +170,14 @@ pub async fn serve_process(dir: &Path, port: u16) -> std::process::Child {
                 return child;
             }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "amrelay did not become ready: {}",
-            std::fs::read_to_string(dir.join("amrelay.log")).unwrap_or_default()
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "amrelay did not become ready: {}",
+                std::fs::read_to_string(dir.join("amrelay.log")).unwrap_or_default()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
