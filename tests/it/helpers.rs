@@ -152,7 +152,7 @@ pub async fn serve_process(dir: &Path, port: u16) -> std::process::Child {
         .append(true)
         .open(dir.join("amrelay.log"))
         .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
         .args(["serve", "--config"])
         .arg(dir.join("amrelay.toml"))
         .env("AMRELAY__SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -161,6 +161,16 @@ pub async fn serve_process(dir: &Path, port: u16) -> std::process::Child {
         .stderr(log)
         .spawn()
         .unwrap();
+    ready_or_reaped(child, dir, port).await
+}
+
+/// Waits for `/readyz`; a process that never gets ready is killed and reaped before the
+/// test fails.
+async fn ready_or_reaped(
+    mut child: std::process::Child,
+    dir: &Path,
+    port: u16,
+) -> std::process::Child {
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/readyz");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
