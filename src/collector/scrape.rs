@@ -254,4 +254,3 @@ fn transport(e: reqwest::Error) -> ScrapeError {
         detail: crate::sinks::http::error_chain(&e),
     }
 }
-
