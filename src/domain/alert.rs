@@ -1,10 +1,11 @@
 //! A notification as Alertmanager meant it: one alert group, already parsed.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use super::LabelSet;
 
 /// Whether an alert (or a whole notification) is firing or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,41 +35,6 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Label or annotation names to values, kept sorted so output is stable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct LabelSet(BTreeMap<String, String>);
-
-impl LabelSet {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(name.into(), value.into());
-    }
-}
-
-impl From<BTreeMap<String, String>> for LabelSet {
-    fn from(map: BTreeMap<String, String>) -> Self {
-        LabelSet(map)
-    }
-}
-
-impl FromIterator<(String, String)> for LabelSet {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        LabelSet(iter.into_iter().collect())
     }
 }
 

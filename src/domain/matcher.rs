@@ -90,7 +90,17 @@ impl Matcher {
 
     /// A missing label matches as the empty string, as in Alertmanager.
     pub fn matches(&self, labels: &LabelSet) -> bool {
-        let v = labels.get(&self.name).unwrap_or("");
+        self.matches_value(labels.get(&self.name))
+    }
+
+    /// The label this matcher tests.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the label's value (`None`: not set) matches.
+    pub fn matches_value(&self, v: Option<&str>) -> bool {
+        let v = v.unwrap_or("");
         match (self.op, &self.regex) {
             (MatchOp::Equal, _) => v == self.value,
             (MatchOp::NotEqual, _) => v != self.value,

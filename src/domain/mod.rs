@@ -1,7 +1,9 @@
 //! The alert vocabulary every stage shares: parsed values, never raw wire strings.
 
 mod alert;
+mod labels;
 mod matcher;
 
-pub use alert::{Alert, Fingerprint, LabelSet, Notification, Status};
+pub use alert::{Alert, Fingerprint, Notification, Status};
+pub use labels::LabelSet;
 pub use matcher::{MatchOp, Matcher, MatcherError};

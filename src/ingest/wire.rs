@@ -1,27 +1,32 @@
 //! Alertmanager's webhook payload, version 4, exactly as it arrives; one conversion to
 //! the domain. Unknown fields are ignored: newer Alertmanagers add some.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 
 use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
 
+/// Strings amrelay only looks at are borrowed from the body (`Cow` borrows unless the
+/// JSON string has escapes); label sets are read straight into their compact form.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireMessage {
-    version: String,
+struct WireMessage<'a> {
+    #[serde(borrow)]
+    version: Cow<'a, str>,
     receiver: String,
-    status: String,
-    alerts: Vec<WireAlert>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(borrow)]
+    alerts: Vec<WireAlert<'a>>,
     group_key: String,
     #[serde(default)]
-    group_labels: BTreeMap<String, String>,
+    group_labels: LabelSet,
     #[serde(default)]
-    common_labels: BTreeMap<String, String>,
+    common_labels: LabelSet,
     #[serde(default)]
-    common_annotations: BTreeMap<String, String>,
+    common_annotations: LabelSet,
     #[serde(rename = "externalURL", default)]
     external_url: String,
     #[serde(default)]
@@ -30,17 +35,19 @@ struct WireMessage {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireAlert {
-    status: String,
-    labels: BTreeMap<String, String>,
+struct WireAlert<'a> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    labels: LabelSet,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    annotations: LabelSet,
     starts_at: DateTime<Utc>,
     #[serde(default)]
     ends_at: Option<DateTime<Utc>>,
     #[serde(rename = "generatorURL", default)]
     generator_url: String,
-    fingerprint: String,
+    #[serde(borrow)]
+    fingerprint: Cow<'a, str>,
 }
 
 /// Why a body is not a notification; the message is sent back with the 400.
@@ -65,7 +72,7 @@ pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
     let wire: WireMessage =
         serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
     if wire.version != "4" {
-        return Err(PayloadError::Version(wire.version));
+        return Err(PayloadError::Version(wire.version.into_owned()));
     }
     let status = Status::parse(&wire.status).ok_or_else(|| {
         field(
@@ -92,9 +99,9 @@ pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
         receiver: wire.receiver,
         status,
         alerts,
-        group_labels: wire.group_labels.into(),
-        common_labels: wire.common_labels.into(),
-        common_annotations: wire.common_annotations.into(),
+        group_labels: wire.group_labels,
+        common_labels: wire.common_labels,
+        common_annotations: wire.common_annotations,
         external_url: wire.external_url,
         group_key: wire.group_key,
         truncated_alerts: wire.truncated_alerts,
@@ -152,8 +159,8 @@ fn alert(i: usize, a: WireAlert) -> Result<Alert, PayloadError> {
     })?;
     Ok(Alert {
         status,
-        labels: LabelSet::from(a.labels),
-        annotations: LabelSet::from(a.annotations),
+        labels: a.labels,
+        annotations: a.annotations,
         starts_at: a.starts_at,
         // Go's zero time (year 1) means "not ended".
         ends_at: a.ends_at.filter(|t| t.year() > 1),

@@ -2,7 +2,7 @@
 //! unless it says `continue`. A notification is never split.
 
 use crate::config::RouteSettings;
-use crate::domain::{LabelSet, Notification};
+use crate::domain::Notification;
 
 /// The pseudo-label that carries Alertmanager's receiver name into the matchers.
 pub const RECEIVER_LABEL: &str = "receiver";
@@ -20,11 +20,14 @@ impl Router {
     /// The channels for `n`, each once, in route order. Never empty when the last route
     /// is a catch-all, which config loading guarantees.
     pub fn route(&self, n: &Notification) -> Vec<String> {
-        let mut labels: LabelSet = n.common_labels.clone();
-        labels.insert(RECEIVER_LABEL, n.receiver.clone());
+        // The receiver pseudo-label wins over a common label of the same name.
+        let value = |name: &str| match name {
+            RECEIVER_LABEL => Some(n.receiver.as_str()),
+            _ => n.common_labels.get(name),
+        };
         let mut out: Vec<String> = Vec::new();
         for r in &self.routes {
-            if r.matchers.iter().all(|m| m.matches(&labels)) {
+            if r.matchers.iter().all(|m| m.matches_value(value(m.name()))) {
                 for c in &r.channels {
                     if !out.contains(c) {
                         out.push(c.clone());
@@ -114,5 +117,16 @@ mod tests {
             route(&[], &["catch"], false),
         ]);
         assert_eq!(r.route(&n), vec!["by-receiver"]);
+    }
+
+    #[test]
+    fn the_receiver_pseudo_label_wins_over_a_common_label_of_that_name() {
+        let mut n = primary_down();
+        n.common_labels.insert("receiver", "from-the-labels");
+        let r = Router::new(vec![
+            route(&["receiver=\"from-the-labels\""], &["by-label"], false),
+            route(&[], &["catch"], false),
+        ]);
+        assert_eq!(r.route(&n), vec!["catch"]);
     }
 }
