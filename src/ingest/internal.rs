@@ -27,7 +27,7 @@ pub async fn enqueue(
         key: DedupKey::of(n),
         group_key: n.group_key.clone(),
         received_at: now_ms(),
-        payload: super::wire::encode(n),
+        payload: super::wire::encode(n).into(),
         channels: channels.to_vec(),
         fast: vec![false; channels.len()],
         holds: vec![Hold::default(); channels.len()],

@@ -172,10 +172,10 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
     let channels = p.routes.route(&n);
     // The body as Alertmanager sent it is the stored form: no second encoding, and a
     // stable format for any later version to read. It parsed as JSON, so it is UTF-8.
-    let payload = match String::from_utf8(bytes.to_vec()) {
-        Ok(s) => s,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "body is not UTF-8"),
-    };
+    if std::str::from_utf8(&bytes).is_err() {
+        return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
+    }
+    let payload = bytes;
     // A free worker slot now means the delivery can skip the outbox's claim step.
     let permits: Vec<_> = channels.iter().map(|c| p.lanes.try_reserve(c)).collect();
     let received_at = now_ms();

@@ -5,6 +5,7 @@
 //! burst of webhooks shares one fsync instead of paying one each.
 
 mod schema;
+mod seen;
 mod store;
 mod types;
 mod writer;

@@ -4,7 +4,9 @@
 use rusqlite::Connection;
 
 /// 2: `cancelled` deliveries (a promotion a resolve called off before its first attempt).
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3: no `dedup` table; the dedup index is kept in memory over `notifications.dedup_key`
+/// (`outbox::seen`).
+pub const SCHEMA_VERSION: i64 = 3;
 /// `notifications.payload` format 1: the Alertmanager webhook body (version 4) exactly
 /// as received.
 pub const PAYLOAD_FORMAT: i64 = 1;
@@ -19,11 +21,6 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_received ON notifications (received_at);
 
-CREATE TABLE IF NOT EXISTS dedup (
-    key               TEXT PRIMARY KEY,
-    first_accepted_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedup_age ON dedup (first_accepted_at);
 
 -- One row per (notification, channel); the worker moves it
 -- pending -> inflight -> delivered | pending (retry) | failed_over | dead, and
@@ -75,7 +72,55 @@ pub fn open(conn: &Connection) -> rusqlite::Result<()> {
         // Version 2 widened the partial index of finished rows to `cancelled`.
         conn.execute_batch("DROP INDEX IF EXISTS deliveries_done")?;
     }
+    if (1..3).contains(&version) {
+        // Version 3 keeps the dedup index in memory; every key is in `notifications`.
+        conn.execute_batch("DROP TABLE IF EXISTS dedup")?;
+    }
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_2_store_drops_its_dedup_table_and_keeps_every_key_in_notifications() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE notifications (id INTEGER PRIMARY KEY, dedup_key TEXT NOT NULL,
+                 received_at INTEGER NOT NULL, format INTEGER NOT NULL, payload TEXT NOT NULL);
+             CREATE TABLE dedup (key TEXT PRIMARY KEY, first_accepted_at INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO notifications VALUES (1, 'k', 1000, 1, '{}');
+             INSERT INTO dedup VALUES ('k', 1000);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        open(&conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let dedup_tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'dedup'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(dedup_tables, 0);
+        let seen = super::super::seen::Seen::load(&conn, 0).unwrap();
+        let key = crate::pipeline::DedupKey::from_stored("k".into());
+        assert_eq!(seen.find(&conn, &key).unwrap().unwrap().accepted_at, 1000);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_binary_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let e = open(&conn).unwrap_err().to_string();
+        assert!(e.contains("newer than this binary"), "{e}");
+    }
 }

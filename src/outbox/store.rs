@@ -3,15 +3,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, Transaction};
 
 use super::schema;
+use super::seen::Seen;
 use super::types::*;
 use crate::pipeline::dedup;
 
 pub struct Store {
     pub(super) conn: Connection,
     durability: Durability,
+    /// Read from the store the first time a request needs it.
+    pub(super) seen: Option<Seen>,
 }
 
 /// How far a commit goes before it returns.
@@ -32,6 +36,7 @@ impl Store {
         Ok(Store {
             conn,
             durability: Durability::Fsync,
+            seen: None,
         })
     }
 
@@ -49,11 +54,32 @@ impl Store {
 
     /// Runs one request in its own transaction (the CLI's path; the server batches).
     pub fn run(&mut self, req: &Request, opts: &Limits) -> Result<Response, StoreError> {
-        let tx = self.conn.transaction()?;
+        let now = now_ms();
+        self.load_seen(opts, now)?;
+        let Store { conn, seen, .. } = self;
+        let seen = seen.get_or_insert_with(Seen::default);
+        let tx = conn.transaction()?;
         let mut pending = count_open(&tx)?;
-        let resp = exec(&tx, req, opts, now_ms(), &mut pending)?;
-        tx.commit()?;
-        Ok(resp)
+        let resp = exec(&tx, req, opts, now, &mut pending, seen);
+        match resp.and_then(|r| tx.commit().map(|_| r).map_err(StoreError::from)) {
+            Ok(r) => {
+                seen.commit();
+                Ok(r)
+            }
+            Err(e) => {
+                seen.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Builds the dedup index from the notifications accepted within the window.
+    pub(super) fn load_seen(&mut self, limits: &Limits, now: i64) -> Result<(), StoreError> {
+        if self.seen.is_none() {
+            let since = now - limits.dedup_window.as_millis() as i64;
+            self.seen = Some(Seen::load(&self.conn, since)?);
+        }
+        Ok(())
     }
 
     /// After a crash or stop nothing is in flight: those attempts' outcomes are unknown,
@@ -97,9 +123,10 @@ pub(super) fn exec(
     limits: &Limits,
     now: i64,
     open: &mut u64,
+    seen: &mut Seen,
 ) -> Result<Response, StoreError> {
     match req {
-        Request::Enqueue(new) => enqueue(tx, new, limits, now, open).map(Response::Enqueued),
+        Request::Enqueue(new) => enqueue(tx, new, limits, now, open, seen).map(Response::Enqueued),
         Request::Claim { channel, limit } => claim(tx, channel, *limit, now).map(Response::Claimed),
         Request::Complete { id, completion } => {
             complete(tx, *id, completion, now, open)?;
@@ -124,7 +151,7 @@ pub(super) fn exec(
             *open += n as u64;
             Ok(Response::Count(n))
         }
-        Request::Prune => prune(tx, limits, now).map(Response::Count),
+        Request::Prune => prune(tx, limits, now, seen).map(Response::Count),
         Request::RecoverInflight => Ok(Response::Count(recover_inflight(tx)?)),
     }
 }
@@ -135,11 +162,9 @@ fn enqueue(
     limits: &Limits,
     now: i64,
     open: &mut u64,
+    seen: &mut Seen,
 ) -> Result<Enqueued, StoreError> {
-    let first: Option<i64> = tx
-        .prepare_cached("SELECT first_accepted_at FROM dedup WHERE key = ?1")?
-        .query_row([new.key.as_str()], |r| r.get(0))
-        .optional()?;
+    let first = seen.find(tx, &new.key)?.map(|e| e.accepted_at);
     if dedup::is_duplicate(first, now, limits.dedup_window) {
         return Ok(Enqueued::Duplicate);
     }
@@ -166,13 +191,9 @@ fn enqueue(
     tx.prepare_cached(
         "INSERT INTO notifications (dedup_key, received_at, format, payload) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![new.key.as_str(), new.received_at, schema::PAYLOAD_FORMAT, new.payload])?;
+    .execute(params![new.key.as_str(), new.received_at, schema::PAYLOAD_FORMAT, Utf8(&new.payload)])?;
     let notification_id = tx.last_insert_rowid();
-    tx.prepare_cached(
-        "INSERT INTO dedup (key, first_accepted_at) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET first_accepted_at = excluded.first_accepted_at",
-    )?
-    .execute(params![new.key.as_str(), now])?;
+    seen.stage(&new.key, notification_id);
     let mut insert = tx.prepare_cached(
         "INSERT INTO deliveries (notification_id, channel, group_key, state, attempts, next_attempt_at, created_at, enqueued_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?7, ?6, ?6)",
@@ -382,23 +403,39 @@ fn requeue(tx: &Transaction, which: &Requeue, now: i64) -> Result<usize, StoreEr
 
 /// Deletes finished deliveries older than the retention, dedup keys past the window, and
 /// notifications nothing refers to any more.
-fn prune(tx: &Transaction, limits: &Limits, now: i64) -> Result<usize, StoreError> {
+fn prune(
+    tx: &Transaction,
+    limits: &Limits,
+    now: i64,
+    seen: &mut Seen,
+) -> Result<usize, StoreError> {
     let keep_done = now - limits.retention.as_millis() as i64;
     let keep_keys = now - limits.dedup_window.as_millis() as i64;
     let mut n = tx.execute(
         "DELETE FROM deliveries WHERE state IN ('delivered', 'failed_over', 'dead', 'cancelled') AND updated_at < ?1",
         [keep_done],
     )?;
-    n += tx.execute(
-        "DELETE FROM dedup WHERE first_accepted_at < ?1",
+    let first_kept: Option<i64> = tx.query_row(
+        "SELECT MIN(id) FROM notifications WHERE received_at >= ?1",
         [keep_keys],
+        |r| r.get(0),
     )?;
+    seen.forget_before(first_kept.unwrap_or(i64::MAX));
     n += tx.execute(
         "DELETE FROM notifications WHERE received_at < ?1
          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id)",
         [keep_keys.min(keep_done)],
     )?;
     Ok(n)
+}
+
+/// Text already known to be UTF-8, bound as TEXT without a copy into a `String`.
+struct Utf8<'a>(&'a [u8]);
+
+impl ToSql for Utf8<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+    }
 }
 
 /// What the writer needs to know to accept or refuse.

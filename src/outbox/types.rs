@@ -24,8 +24,8 @@ pub struct NewNotification {
     pub key: DedupKey,
     pub group_key: String,
     pub received_at: i64,
-    /// The webhook body as received (`schema::PAYLOAD_FORMAT`).
-    pub payload: String,
+    /// The webhook body as received (`schema::PAYLOAD_FORMAT`); UTF-8, checked by ingest.
+    pub payload: bytes::Bytes,
     pub channels: Vec<String>,
     /// Per channel: ingest holds a worker slot and will hand the delivery over itself, so
     /// store it in flight (unless its group has an earlier open delivery on that channel).

@@ -33,6 +33,7 @@ impl Outbox {
         limits: Limits,
     ) -> Result<(Outbox, thread::JoinHandle<()>), StoreError> {
         let mut store = Store::open(dir)?;
+        store.load_seen(&limits, store::now_ms())?;
         let recovered = store.recover_inflight()?;
         if recovered > 0 {
             tracing::warn!(
@@ -180,14 +181,35 @@ fn exec_batch(
 ) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
     let mut scratch = *open;
     store.set_durability(durability(batch))?;
-    let tx = store.conn.transaction()?;
-    let mut out = Vec::with_capacity(batch.len());
-    for cmd in batch {
-        out.push(Ok(store::exec(&tx, &cmd.req, limits, now, &mut scratch)?));
+    let Store { conn, seen, .. } = store;
+    let seen = seen.get_or_insert_with(Default::default);
+    let result = (|| {
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for cmd in batch {
+            out.push(Ok(store::exec(
+                &tx,
+                &cmd.req,
+                limits,
+                now,
+                &mut scratch,
+                seen,
+            )?));
+        }
+        tx.commit()?;
+        Ok(out)
+    })();
+    match result {
+        Ok(out) => {
+            seen.commit();
+            *open = scratch;
+            Ok(out)
+        }
+        Err(e) => {
+            seen.rollback();
+            Err(e)
+        }
     }
-    tx.commit()?;
-    *open = scratch;
-    Ok(out)
 }
 
 /// An acknowledgement promises the notification survives a power loss, so a batch that

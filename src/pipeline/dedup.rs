@@ -44,6 +44,12 @@ impl DedupKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key as the store keeps it.
+    #[cfg(test)]
+    pub fn from_stored(key: String) -> Self {
+        DedupKey(key)
+    }
 }
 
 fn to_hex(bytes: &[u8]) -> String {
