@@ -3,10 +3,13 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, Datelike, Utc};
+mod time;
+
+use chrono::Datelike;
 use serde::Deserialize;
 
 use crate::domain::{Alert, Fingerprint, LabelSet, Notification, Status};
+use time::Time;
 
 /// Strings amrelay only looks at are borrowed from the body (`Cow` borrows unless the
 /// JSON string has escapes); label sets are read straight into their compact form.
@@ -41,9 +44,9 @@ struct WireAlert<'a> {
     labels: LabelSet,
     #[serde(default)]
     annotations: LabelSet,
-    starts_at: DateTime<Utc>,
+    starts_at: Time,
     #[serde(default)]
-    ends_at: Option<DateTime<Utc>>,
+    ends_at: Option<Time>,
     #[serde(rename = "generatorURL", default)]
     generator_url: String,
     #[serde(borrow)]
@@ -161,9 +164,9 @@ fn alert(i: usize, a: WireAlert) -> Result<Alert, PayloadError> {
         status,
         labels: a.labels,
         annotations: a.annotations,
-        starts_at: a.starts_at,
+        starts_at: a.starts_at.0,
         // Go's zero time (year 1) means "not ended".
-        ends_at: a.ends_at.filter(|t| t.year() > 1),
+        ends_at: a.ends_at.map(|t| t.0).filter(|t| t.year() > 1),
         generator_url: a.generator_url,
         fingerprint,
     })
