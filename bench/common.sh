@@ -122,6 +122,7 @@ name = "bench-sink"
 kind = "webhook"
 url = "http://127.0.0.1:$SINK_PORT/hook"
 # no rate_limit: a webhook channel has none unless set
+${CONCURRENCY:+concurrency = $CONCURRENCY}
 
 [[routes]]
 channels = ["bench-sink"]

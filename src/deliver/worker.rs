@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -55,6 +57,33 @@ pub struct ChannelWorker {
     circuit: Option<Circuit>,
     outbox: Outbox,
     metrics: Arc<Metrics>,
+    /// This channel's series of the metrics every attempt touches, looked up once.
+    hot: HotMetrics,
+}
+
+struct HotMetrics {
+    attempt_duration: Histogram,
+    delivered_attempts: Counter,
+    delivered: Counter,
+    latency: Histogram,
+}
+
+impl HotMetrics {
+    fn new(m: &Metrics, channel: &str) -> Self {
+        let labels = Metrics::channel(channel);
+        HotMetrics {
+            attempt_duration: m.attempt_duration.get_or_create(&labels).clone(),
+            delivered_attempts: m
+                .attempts
+                .get_or_create(&AttemptLabels {
+                    channel: channel.to_owned(),
+                    outcome: Outcome::Delivered.kind().to_owned(),
+                })
+                .clone(),
+            delivered: m.delivered.get_or_create(&labels).clone(),
+            latency: m.latency.get_or_create(&labels).clone(),
+        }
+    }
 }
 
 impl ChannelWorker {
@@ -78,6 +107,7 @@ impl ChannelWorker {
                 .circuit
                 .filter(|_| c.fallback.is_some())
                 .map(Circuit::new),
+            hot: HotMetrics::new(&metrics, &c.name),
             outbox,
             metrics,
         }
@@ -196,7 +226,7 @@ impl ChannelWorker {
         permit: OwnedSemaphorePermit,
         stop: &CancellationToken,
     ) {
-        let span = tracing::info_span!("delivery", channel = %self.name, delivery_id = job.id, attempt = job.attempts, group_key = tracing::field::Empty);
+        let span = tracing::info_span!("delivery", channel = %self.name, delivery_id = job.id, attempt = job.attempts, group_key = job.notification.group_key.as_str());
         tasks.spawn(
             self.clone()
                 .attempt(job, permit, stop.clone())
@@ -211,7 +241,6 @@ impl ChannelWorker {
         stop: CancellationToken,
     ) {
         let notification = d.notification.clone();
-        tracing::Span::current().record("group_key", notification.group_key.as_str());
         let admitted = match &self.circuit {
             Some(c) => c.admit(Instant::now()),
             None => Admit::Send,
@@ -245,18 +274,20 @@ impl ChannelWorker {
                     format!("no answer within {:?}", self.policy.timeout),
                 ),
             };
-        let labels = Metrics::channel(&self.name);
-        self.metrics
+        self.hot
             .attempt_duration
-            .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .attempts
-            .get_or_create(&AttemptLabels {
-                channel: self.name.clone(),
-                outcome: outcome.kind().to_owned(),
-            })
-            .inc();
+        if outcome == Outcome::Delivered {
+            self.hot.delivered_attempts.inc();
+        } else {
+            self.metrics
+                .attempts
+                .get_or_create(&AttemptLabels {
+                    channel: self.name.clone(),
+                    outcome: outcome.kind().to_owned(),
+                })
+                .inc();
+        }
         if let Outcome::Retryable { reason, .. } | Outcome::Permanent { reason, .. } = &outcome {
             self.metrics
                 .attempt_failures
@@ -299,8 +330,8 @@ impl ChannelWorker {
         ) {
             (Decision::Delivered, _) => {
                 let latency = now.saturating_sub(d.created_at).max(0) as f64 / 1000.0;
-                self.metrics.delivered.get_or_create(&labels).inc();
-                self.metrics.latency.get_or_create(&labels).observe(latency);
+                self.hot.delivered.inc();
+                self.hot.latency.observe(latency);
                 tracing::debug!(latency_s = latency, "delivered");
                 Completion::Delivered
             }
@@ -324,7 +355,10 @@ impl ChannelWorker {
                 let error = format!("{reason}: {detail}");
                 match &self.fallback {
                     Some(to) => {
-                        self.metrics.fallbacks.get_or_create(&labels).inc();
+                        self.metrics
+                            .fallbacks
+                            .get_or_create(&Metrics::channel(&self.name))
+                            .inc();
                         tracing::warn!(%reason, %why, %detail, fallback = %to, "giving up on this channel; handing to the fallback");
                         Completion::FailOver {
                             to: to.clone(),
@@ -332,7 +366,10 @@ impl ChannelWorker {
                         }
                     }
                     None => {
-                        self.metrics.dead_lettered.get_or_create(&labels).inc();
+                        self.metrics
+                            .dead_lettered
+                            .get_or_create(&Metrics::channel(&self.name))
+                            .inc();
                         tracing::error!(%reason, %why, %detail, "giving up; moved to the dead letters (amrelay dead-letters list)");
                         Completion::Dead { error }
                     }

@@ -59,19 +59,25 @@ fn alert(a: &Alert) -> V1Alert<'_> {
 
 pub fn body(d: &Delivery<'_>) -> serde_json::Result<Vec<u8>> {
     let n = d.notification;
-    serde_json::to_vec(&V1 {
-        schema: SCHEMA,
-        delivery_id: d.id,
-        attempt: d.attempt,
-        receiver: &n.receiver,
-        status: n.status,
-        title: n.title(),
-        group_key: &n.group_key,
-        group_labels: &n.group_labels,
-        common_labels: &n.common_labels,
-        common_annotations: &n.common_annotations,
-        external_url: &n.external_url,
-        truncated_alerts: n.truncated_alerts,
-        alerts: n.alerts.iter().map(alert).collect(),
-    })
+    // About what a body of this many alerts takes: the buffer is not regrown while writing.
+    let mut out = Vec::with_capacity(1024 + 768 * n.alerts.len());
+    serde_json::to_writer(
+        &mut out,
+        &V1 {
+            schema: SCHEMA,
+            delivery_id: d.id,
+            attempt: d.attempt,
+            receiver: &n.receiver,
+            status: n.status,
+            title: n.title(),
+            group_key: &n.group_key,
+            group_labels: &n.group_labels,
+            common_labels: &n.common_labels,
+            common_annotations: &n.common_annotations,
+            external_url: &n.external_url,
+            truncated_alerts: n.truncated_alerts,
+            alerts: n.alerts.iter().map(alert).collect(),
+        },
+    )?;
+    Ok(out)
 }
