@@ -13,6 +13,7 @@
 #   RATE=1000 DURATION=10 bench/ingest.sh
 #
 # Environment: RATE (5000), DURATION (60, seconds), ALERTS (5), LOADGEN_THREADS (1),
+# CONCURRENCY (the bench channel's concurrency; default: the webhook default, 32),
 # DRAIN_WAIT (120, seconds to wait for the sink to get every delivery afterwards),
 # plus SKIP_BUILD, KEEP, AMRELAY_LOG_LEVEL (see bench/common.sh).
 
