@@ -132,34 +132,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(c) => serve(c.config.as_deref()),
-        Command::CheckConfig { config } => match Settings::load(Some(&config)) {
-            Ok(s) => {
-                let mut parts = vec![
-                    format!("{} channels", s.channels.len()),
-                    format!("{} routes", s.routes.len()),
-                ];
-                if let Some(e) = &s.promotion_endpoint {
-                    parts.push(format!(
-                        "promotion endpoint for {:?} on {}",
-                        e.target, e.listen
-                    ));
-                }
-                if let Some(a) = &s.admin {
-                    parts.push(format!("admin API on {}", a.listen));
-                }
-                if s.collector.enabled() {
-                    parts.push(format!("collector: {} targets", s.collector.targets.len()));
-                }
-                println!("{}: valid ({})", config.display(), parts.join(", "));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                for p in &e.0 {
-                    eprintln!("{}: {p}", config.display());
-                }
-                ExitCode::FAILURE
-            }
-        },
+        Command::CheckConfig { config } => check_config(&config),
         Command::SendTest {
             config,
             channel,
@@ -502,5 +475,61 @@ fn collect(path: Option<&Path>) -> ExitCode {
             eprintln!("amrelay: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `amrelay check-config`: the same loading code as `serve`, one line per problem.
+fn check_config(config: &Path) -> ExitCode {
+    match Settings::load(Some(config)) {
+        Ok(s) => {
+            let mut parts = vec![
+                count(s.channels.len(), "channel"),
+                count(s.routes.len(), "route"),
+            ];
+            if let Some(e) = &s.promotion_endpoint {
+                parts.push(format!(
+                    "promotion endpoint for {:?} on {}",
+                    e.target, e.listen
+                ));
+            }
+            if let Some(a) = &s.admin {
+                parts.push(format!("admin API on {}", a.listen));
+            }
+            if s.collector.enabled() {
+                parts.push(format!(
+                    "collector: {}",
+                    count(s.collector.targets.len(), "target")
+                ));
+            }
+            println!("{}: valid ({})", config.display(), parts.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // A file with a [collector] and neither channels nor routes is meant for
+            // `amrelay collect`, which loads it this way.
+            if let Ok(s) = Settings::load_for_collect(Some(config)) {
+                if s.collector.enabled() {
+                    println!(
+                        "{}: valid for `amrelay collect` (collector: {}); `amrelay serve` needs channels and routes",
+                        config.display(),
+                        count(s.collector.targets.len(), "target")
+                    );
+                    return ExitCode::SUCCESS;
+                }
+            }
+            for p in &e.0 {
+                eprintln!("{}: {p}", config.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `1 channel`, `2 channels`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

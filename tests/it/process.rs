@@ -162,6 +162,37 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("valid (1 channel, 1 route)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A file for `amrelay collect` alone is valid for that, and says serve needs more.
+    let collect = dir.path().join("collect.toml");
+    std::fs::write(
+        &collect,
+        "[[collector.targets]]\njob = \"node\"\nurl = \"http://127.0.0.1:9100/metrics\"\n[[collector.remote_write]]\nname = \"prom\"\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n",
+    )
+    .unwrap();
+    let out = amrelay("check-config", &collect, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("valid for `amrelay collect` (collector: 1 target)"),
+        "{stdout}"
+    );
+    // Without its [collector] the same kind of file is refused as before.
+    std::fs::write(
+        &collect,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[channels]]\nname = \"c\"\nkind = \"console\"\n",
+    )
+    .unwrap();
+    assert!(!amrelay("check-config", &collect, &[]).status.success());
 }
 
 /// Runs `amrelay COMMAND --config PATH` to completion.
