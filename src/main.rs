@@ -417,7 +417,8 @@ fn dead_letters(cmd: DeadLetterCommand) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let limits = Limits::of(&settings);
-    let result = Store::open(&settings.storage.path).and_then(|mut s| s.run(&req, &limits));
+    let result =
+        Store::open(&settings.storage.path, &limits).and_then(|mut s| s.run(&req, &limits));
     match result {
         Ok(Response::DeadLetters(rows)) => {
             if rows.is_empty() {

@@ -110,9 +110,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(dedup_tables, 0);
-        let seen = super::super::seen::Seen::load(&conn, 0).unwrap();
+        let seen = crate::outbox::seen::Seen::load(&conn, 0).unwrap();
         let key = crate::pipeline::DedupKey::from_stored("k".into());
-        assert_eq!(seen.find(&conn, &key).unwrap().unwrap().accepted_at, 1000);
+        assert_eq!(seen.find(&conn, &key).unwrap(), Some(1000));
     }
 
     #[test]

@@ -12,10 +12,10 @@ use super::types::*;
 use crate::pipeline::dedup;
 
 pub struct Store {
-    pub(super) conn: Connection,
+    conn: Connection,
     durability: Durability,
-    /// Read from the store the first time a request needs it.
-    pub(super) seen: Option<Seen>,
+    /// The dedup keys of the current window, indexed in memory.
+    seen: Seen,
 }
 
 /// How far a commit goes before it returns.
@@ -28,15 +28,18 @@ pub enum Durability {
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (or creates) the store and indexes the dedup keys accepted within the window.
+    pub fn open(dir: &Path, limits: &Limits) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join("amrelay.db"))?;
         schema::open(&conn)?;
+        let since = now_ms() - limits.dedup_window.as_millis() as i64;
+        let seen = Seen::load(&conn, since)?;
         Ok(Store {
             conn,
             durability: Durability::Fsync,
-            seen: None,
+            seen,
         })
     }
 
@@ -53,33 +56,44 @@ impl Store {
     }
 
     /// Runs one request in its own transaction (the CLI's path; the server batches).
-    pub fn run(&mut self, req: &Request, opts: &Limits) -> Result<Response, StoreError> {
-        let now = now_ms();
-        self.load_seen(opts, now)?;
+    pub fn run(&mut self, req: &Request, limits: &Limits) -> Result<Response, StoreError> {
+        let mut open = self.count_open()?;
+        let mut out = self.transact(std::iter::once(req), limits, now_ms(), &mut open)?;
+        out.pop()
+            .ok_or_else(|| StoreError::Io("no response to a request".into()))
+    }
+
+    /// Runs requests in one transaction, in order. Err means nothing was committed: the
+    /// dedup index and `open` (the count of undelivered rows) are left as they were.
+    pub(super) fn transact<'r>(
+        &mut self,
+        reqs: impl IntoIterator<Item = &'r Request>,
+        limits: &Limits,
+        now: i64,
+        open: &mut u64,
+    ) -> Result<Vec<Response>, StoreError> {
+        let mut scratch = *open;
         let Store { conn, seen, .. } = self;
-        let seen = seen.get_or_insert_with(Seen::default);
-        let tx = conn.transaction()?;
-        let mut pending = count_open(&tx)?;
-        let resp = exec(&tx, req, opts, now, &mut pending, seen);
-        match resp.and_then(|r| tx.commit().map(|_| r).map_err(StoreError::from)) {
-            Ok(r) => {
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let out = reqs
+                .into_iter()
+                .map(|req| exec(&tx, req, limits, now, &mut scratch, seen))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        match result {
+            Ok(out) => {
                 seen.commit();
-                Ok(r)
+                *open = scratch;
+                Ok(out)
             }
             Err(e) => {
                 seen.rollback();
                 Err(e)
             }
         }
-    }
-
-    /// Builds the dedup index from the notifications accepted within the window.
-    pub(super) fn load_seen(&mut self, limits: &Limits, now: i64) -> Result<(), StoreError> {
-        if self.seen.is_none() {
-            let since = now - limits.dedup_window.as_millis() as i64;
-            self.seen = Some(Seen::load(&self.conn, since)?);
-        }
-        Ok(())
     }
 
     /// After a crash or stop nothing is in flight: those attempts' outcomes are unknown,
@@ -117,7 +131,7 @@ fn count_open(conn: &Connection) -> Result<u64, StoreError> {
 
 /// Executes one request. `open` is the count of undelivered rows, updated as rows open
 /// and close, so that `max_pending` holds within a batch.
-pub(super) fn exec(
+fn exec(
     tx: &Transaction,
     req: &Request,
     limits: &Limits,
@@ -164,7 +178,7 @@ fn enqueue(
     open: &mut u64,
     seen: &mut Seen,
 ) -> Result<Enqueued, StoreError> {
-    let first = seen.find(tx, &new.key)?.map(|e| e.accepted_at);
+    let first = seen.find(tx, &new.key)?;
     if dedup::is_duplicate(first, now, limits.dedup_window) {
         return Ok(Enqueued::Duplicate);
     }

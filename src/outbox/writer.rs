@@ -32,8 +32,7 @@ impl Outbox {
         dir: &Path,
         limits: Limits,
     ) -> Result<(Outbox, thread::JoinHandle<()>), StoreError> {
-        let mut store = Store::open(dir)?;
-        store.load_seen(&limits, store::now_ms())?;
+        let mut store = Store::open(dir, &limits)?;
         let recovered = store.recover_inflight()?;
         if recovered > 0 {
             tracing::warn!(
@@ -141,25 +140,25 @@ fn run(
             }
         }
         let now = store::now_ms();
-        let results = match exec_batch(&mut store, &batch, &limits, now, &mut open) {
-            Ok(results) => results,
-            // One bad request must not fail its neighbours: run each alone.
-            Err(_) => batch
-                .iter()
-                .map(|cmd| {
-                    match exec_batch(
-                        &mut store,
-                        std::slice::from_ref(cmd),
-                        &limits,
-                        now,
-                        &mut open,
-                    ) {
-                        Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Closed)),
-                        Err(e) => Err(e),
-                    }
-                })
-                .collect(),
-        };
+        let results: Vec<Result<Response, StoreError>> =
+            match exec_batch(&mut store, &batch, &limits, now, &mut open) {
+                Ok(responses) => responses.into_iter().map(Ok).collect(),
+                // One bad request must not fail its neighbours: run each alone.
+                Err(_) => batch
+                    .iter()
+                    .map(|cmd| {
+                        exec_batch(
+                            &mut store,
+                            std::slice::from_ref(cmd),
+                            &limits,
+                            now,
+                            &mut open,
+                        )?
+                        .pop()
+                        .ok_or(StoreError::Closed)
+                    })
+                    .collect(),
+            };
         let mut woke = false;
         for (cmd, result) in batch.drain(..).zip(results) {
             woke |= makes_work(&cmd.req, &result);
@@ -171,45 +170,17 @@ fn run(
     }
 }
 
-/// Runs a batch in one transaction. Err means nothing was committed.
+/// Runs a batch in one transaction, fsynced when it must be. Err means nothing was
+/// committed.
 fn exec_batch(
     store: &mut Store,
     batch: &[Cmd],
     limits: &Limits,
     now: i64,
     open: &mut u64,
-) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
-    let mut scratch = *open;
+) -> Result<Vec<Response>, StoreError> {
     store.set_durability(durability(batch))?;
-    let Store { conn, seen, .. } = store;
-    let seen = seen.get_or_insert_with(Default::default);
-    let result = (|| {
-        let tx = conn.transaction()?;
-        let mut out = Vec::with_capacity(batch.len());
-        for cmd in batch {
-            out.push(Ok(store::exec(
-                &tx,
-                &cmd.req,
-                limits,
-                now,
-                &mut scratch,
-                seen,
-            )?));
-        }
-        tx.commit()?;
-        Ok(out)
-    })();
-    match result {
-        Ok(out) => {
-            seen.commit();
-            *open = scratch;
-            Ok(out)
-        }
-        Err(e) => {
-            seen.rollback();
-            Err(e)
-        }
-    }
+    store.transact(batch.iter().map(|c| &c.req), limits, now, open)
 }
 
 /// An acknowledgement promises the notification survives a power loss, so a batch that
