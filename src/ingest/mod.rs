@@ -172,10 +172,11 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
     let channels = p.routes.route(&n);
     // The body as Alertmanager sent it is the stored form: no second encoding, and a
     // stable format for any later version to read. It parsed as JSON, so it is UTF-8.
+    // serde_json skips unknown fields without checking their bytes.
     if std::str::from_utf8(&bytes).is_err() {
+        m.reject("bad_payload");
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
     }
-    let payload = bytes;
     // A free worker slot now means the delivery can skip the outbox's claim step.
     let permits: Vec<_> = channels.iter().map(|c| p.lanes.try_reserve(c)).collect();
     let received_at = now_ms();
@@ -183,7 +184,7 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
         key: DedupKey::of(&n),
         group_key: n.group_key.clone(),
         received_at,
-        payload,
+        payload: bytes,
         fast: permits.iter().map(Option::is_some).collect(),
         holds: p.holds.plan(&n, &channels),
         channels: channels.clone(),

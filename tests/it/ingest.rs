@@ -101,6 +101,10 @@ async fn bad_payloads_get_400_naming_the_problem() {
     let mut no_group_key = wrong_version.clone();
     no_group_key["version"] = "4".into();
     no_group_key.as_object_mut().unwrap().remove("groupKey");
+    // An unknown field holding a byte that is not UTF-8: the rest parses.
+    let mut not_utf8 = fixture("primary-down-firing");
+    let at = not_utf8.iter().rposition(|&b| b == b'}').unwrap();
+    not_utf8.splice(at..at, b",\"future\":\"caf\xff\"".iter().copied());
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
             b"{not json".to_vec(),
@@ -108,6 +112,7 @@ async fn bad_payloads_get_400_naming_the_problem() {
         ),
         (serde_json::to_vec(&wrong_version).unwrap(), "version \"3\""),
         (serde_json::to_vec(&no_group_key).unwrap(), "groupKey"),
+        (not_utf8, "body is not UTF-8"),
     ];
     for (body, want) in cases {
         let (status, json) = app.post_with(body, None).await;
@@ -120,7 +125,7 @@ async fn bad_payloads_get_400_naming_the_problem() {
     assert_eq!(
         app.metric("amrelay_webhooks_rejected_total{reason=\"bad_payload\"}")
             .await,
-        3.0
+        4.0
     );
     app.stop().await;
 }
