@@ -151,6 +151,15 @@ impl Notification {
         }
     }
 
+    /// When the group started firing: its earliest firing alert's `startsAt`.
+    pub fn firing_since(&self) -> Option<DateTime<Utc>> {
+        self.alerts
+            .iter()
+            .filter(|a| a.status == Status::Firing)
+            .map(|a| a.starts_at)
+            .min()
+    }
+
     /// A common annotation, else the first alert's.
     pub fn annotation(&self, name: &str) -> Option<&str> {
         self.common_annotations

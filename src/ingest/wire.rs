@@ -248,6 +248,18 @@ mod tests {
     }
 
     #[test]
+    fn a_group_fires_since_its_earliest_firing_alert_not_a_resolved_one() {
+        let mut n = parse(&fixture("group-partially-resolved")).unwrap();
+        let firing_start = n.alerts[0].starts_at;
+        n.alerts[1].starts_at = firing_start + chrono::TimeDelta::seconds(60);
+        n.alerts[2].starts_at = firing_start - chrono::TimeDelta::seconds(3600);
+        assert_eq!(n.alerts[2].status, Status::Resolved);
+        assert_eq!(n.firing_since(), Some(firing_start));
+        n.alerts.retain(|a| a.status == Status::Resolved);
+        assert_eq!(n.firing_since(), None);
+    }
+
+    #[test]
     fn truncated_alerts_count_in_the_title() {
         let n = parse(&fixture("truncated-max-alerts")).unwrap();
         assert_eq!(n.truncated_alerts, 2);

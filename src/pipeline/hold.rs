@@ -38,8 +38,9 @@ impl Holds {
                         cancel_unstarted: true,
                     },
                     Status::Firing => Hold {
-                        not_before: firing_since(n)
-                            .map(|t| t + min_firing.as_millis() as i64)
+                        not_before: n
+                            .firing_since()
+                            .map(|t| t.timestamp_millis() + min_firing.as_millis() as i64)
                             .unwrap_or(0),
                         cancel_unstarted: false,
                     },
@@ -47,15 +48,6 @@ impl Holds {
             })
             .collect()
     }
-}
-
-/// When the group started firing: its earliest firing alert's startsAt (ms).
-fn firing_since(n: &Notification) -> Option<i64> {
-    n.alerts
-        .iter()
-        .filter(|a| a.status == Status::Firing)
-        .map(|a| a.starts_at.timestamp_millis())
-        .min()
 }
 
 #[cfg(test)]

@@ -318,10 +318,10 @@ async fn execute(sh: Arc<Shared>, req: PromoteRequest, attempt: u32, tx: oneshot
     ];
     let ran = run::run(&sh.settings.command, &env, sh.settings.timeout).await;
     let outcome = ran.finish.outcome();
-    let kind = match (outcome, &ran.finish.error) {
-        (Outcome::Promoted, _) => run_outcome::SUCCEEDED,
-        (Outcome::Retry, _) => run_outcome::RETRY,
-        (_, Some(e)) if e.starts_with("timed out") => run_outcome::TIMED_OUT,
+    let kind = match outcome {
+        Outcome::Promoted => run_outcome::SUCCEEDED,
+        Outcome::Retry => run_outcome::RETRY,
+        _ if ran.timed_out => run_outcome::TIMED_OUT,
         _ => run_outcome::FAILED,
     };
     m.promotion_run(kind, Some(ran.duration));

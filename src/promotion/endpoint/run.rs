@@ -17,29 +17,34 @@ pub const TAIL_BYTES: usize = 4096;
 /// started in the background may hold the pipes open for ever.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
-/// The finished run and how long it took.
+/// The finished run, how long it took, and whether it was killed for taking too long.
 pub struct Ran {
     pub finish: Finish,
     pub duration: Duration,
+    pub timed_out: bool,
 }
 
 /// Runs `argv` with `env` added to amrelay's environment. Never fails: a command that
 /// cannot start, is killed by a signal or times out is a failed run with an `error`.
 pub async fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Ran {
     let started = Instant::now();
-    let finish = run_inner(argv, env, timeout).await;
+    let (finish, timed_out) = run_inner(argv, env, timeout).await;
     Ran {
         finish,
         duration: started.elapsed(),
+        timed_out,
     }
 }
 
-async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Finish {
-    let failed = |error: String| Finish {
-        exit_code: None,
-        error: Some(error),
-        stdout_tail: String::new(),
-        stderr_tail: String::new(),
+async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -> (Finish, bool) {
+    let failed = |error: String| {
+        let f = Finish {
+            exit_code: None,
+            error: Some(error),
+            stdout_tail: String::new(),
+            stderr_tail: String::new(),
+        };
+        (f, false)
     };
     let Some((program, args)) = argv.split_first() else {
         return failed("no command configured".into());
@@ -65,6 +70,7 @@ async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -
         tokio::spawn(out.clone().fill(child.stdout.take())),
         tokio::spawn(err.clone().fill(child.stderr.take())),
     ];
+    let mut timed_out = false;
     let (exit_code, error) = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => match (status.code(), status.signal()) {
             (Some(code), _) => (Some(code), None),
@@ -77,6 +83,7 @@ async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -
                 kill_group(pid);
             }
             let _ = child.kill().await;
+            timed_out = true;
             (
                 None,
                 Some(format!(
@@ -92,12 +99,13 @@ async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -
         }
     })
     .await;
-    Finish {
+    let finish = Finish {
         exit_code,
         error,
         stdout_tail: out.text(),
         stderr_tail: err.text(),
-    }
+    };
+    (finish, timed_out)
 }
 
 /// SIGKILL to the command's process group (its pid: it was started with
@@ -186,6 +194,7 @@ mod tests {
             pidfile.display()
         );
         let r = run(&sh(&script), &[], Duration::from_millis(500)).await;
+        assert!(r.timed_out);
         assert_eq!(r.finish.exit_code, None);
         assert!(
             r.finish.error.as_deref().unwrap().contains("timed out"),
@@ -206,6 +215,7 @@ mod tests {
             Duration::from_secs(1),
         )
         .await;
+        assert!(!r.timed_out);
         assert_eq!(r.finish.exit_code, None);
         assert!(r.finish.error.unwrap().contains("/nonexistent/promote"));
     }

@@ -159,12 +159,8 @@ impl PromotionSink {
         };
         let reason = reason(n, manual);
         let firing_since = n
-            .alerts
-            .iter()
-            .filter(|a| a.status == Status::Firing)
-            .map(|a| a.starts_at.timestamp_millis())
-            .min()
-            .unwrap_or(d.created_at);
+            .firing_since()
+            .map_or(d.created_at, |t| t.timestamp_millis());
         let (t, r, id, created) = (target.clone(), reason.clone(), d.id, d.created_at);
         let (inc, opened) = env
             .state
@@ -503,14 +499,7 @@ fn reason(n: &Notification, manual: bool) -> String {
             .unwrap_or("promotion requested by hand")
             .to_owned();
     }
-    let since = n
-        .alerts
-        .iter()
-        .filter(|a| a.status == Status::Firing)
-        .map(|a| a.starts_at)
-        .min()
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default();
+    let since = n.firing_since().map(|t| t.to_rfc3339()).unwrap_or_default();
     let mut r = format!("{} firing since {since}", n.alert_name());
     if let Some(s) = n.annotation("summary") {
         r.push_str(": ");

@@ -121,7 +121,7 @@ pub async fn tell(
         Event::WaitingQuorum { seen, needed, label, within } => (
             "waiting_quorum",
             "warning",
-            source.alerts.iter().map(|a| a.starts_at.timestamp_millis()).min().unwrap_or_default(),
+            source.firing_since().map_or(0, |t| t.timestamp_millis()),
             format!("quorum/{}", source.group_key),
             format!(
                 "{alertname} for {target} reported by {label}={} only: a promotion needs {needed} within {within:?}; not promoting on this alone",

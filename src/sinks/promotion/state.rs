@@ -160,7 +160,8 @@ pub fn open_or_join(c: &mut Connection, new: &NewIncident) -> rusqlite::Result<(
     if let Some(open) = open_incident(&tx, new.target)? {
         return Ok((open, false));
     }
-    let key = format!("{}/{}", new.target, new.epoch);
+    // The key the request carries (`PromoteRequest::new` takes the epoch the same way).
+    let key = crate::promotion::incident_key(new.target, new.epoch.max(0) as u64);
     tx.execute(
         "INSERT INTO incidents (target, key, epoch, state, delivery_id, delivery_created, reason, firing_since, opened_at)
          VALUES (?1, ?2, ?3, 'requesting', ?4, ?8, ?5, ?6, ?7)",
