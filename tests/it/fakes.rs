@@ -202,8 +202,13 @@ impl Fake {
     /// Plays the next scripted answer: status, Retry-After, Slack error.
     async fn play(&self) -> (StatusCode, Option<u64>, Option<&'static str>) {
         let answer = self.next_answer();
+        // Listen for a release before telling waiters the request is here: a test that
+        // sees it and releases at once must not find nobody listening yet.
+        let released = self.release.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
         self.changed.send_modify(|n| *n += 1);
-        let out = match answer {
+        match answer {
             Answer::Ok => (StatusCode::OK, None, None),
             Answer::SlackError(e) => (StatusCode::OK, None, Some(e)),
             Answer::RateLimited(s) => (StatusCode::TOO_MANY_REQUESTS, Some(s), Some("ratelimited")),
@@ -213,11 +218,10 @@ impl Fake {
                 (StatusCode::OK, None, None)
             }
             Answer::Hang => {
-                self.release.notified().await;
+                released.await;
                 (StatusCode::OK, None, None)
             }
-        };
-        out
+        }
     }
 }
 
