@@ -108,20 +108,12 @@ pub fn retry_delay(
     retry_after: Option<Duration>,
     endpoint: &RemoteWriteSettings,
 ) -> Duration {
-    use backon::{BackoffBuilder, ExponentialBuilder};
     match retry_after {
         // The receiver's wish, never longer than max_retry_after.
         Some(ra) => ra.min(endpoint.max_retry_after),
-        None => ExponentialBuilder::default()
-            .with_min_delay(endpoint.backoff_min)
-            .with_max_delay(endpoint.backoff_max)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build()
-            .nth(attempts.saturating_sub(1) as usize)
-            .unwrap_or(endpoint.backoff_max)
-            .min(endpoint.backoff_max),
+        None => {
+            crate::deliver::retry::backoff(attempts, endpoint.backoff_min, endpoint.backoff_max)
+        }
     }
 }
 

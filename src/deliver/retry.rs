@@ -43,7 +43,7 @@ pub fn decide(
         // The far side's wish wins, within bounds: never sooner than asked, never longer
         // than max_retry_after.
         Some(ra) => ra.min(policy.max_retry_after),
-        None => backoff(attempts, policy),
+        None => backoff(attempts, policy.backoff_min, policy.backoff_max),
     };
     if age + wait >= policy.max_age {
         return Decision::GiveUp { reason: "max_age" };
@@ -51,18 +51,19 @@ pub fn decide(
     Decision::RetryIn(wait)
 }
 
-/// Exponential backoff with jitter for the retry after attempt `attempts` (1-based).
-pub fn backoff(attempts: u32, policy: &DeliveryPolicy) -> Duration {
+/// Exponential backoff with jitter for the retry after attempt `attempts` (1-based),
+/// between `min` and `max`. The metric collector's remote write uses it too.
+pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
     ExponentialBuilder::default()
-        .with_min_delay(policy.backoff_min)
-        .with_max_delay(policy.backoff_max)
+        .with_min_delay(min)
+        .with_max_delay(max)
         .with_factor(2.0)
         .with_jitter()
         .without_max_times()
         .build()
         .nth(attempts.saturating_sub(1) as usize)
-        .unwrap_or(policy.backoff_max)
-        .min(policy.backoff_max)
+        .unwrap_or(max)
+        .min(max)
 }
 
 #[cfg(test)]
@@ -95,7 +96,7 @@ mod tests {
         let p = policy();
         for attempt in 1..=20 {
             let base = Duration::from_secs(1 << (attempt - 1).min(6)).min(p.backoff_max);
-            let d = backoff(attempt, &p);
+            let d = backoff(attempt, p.backoff_min, p.backoff_max);
             assert!(
                 d >= base && d <= (base * 2).min(p.backoff_max),
                 "attempt {attempt}: {d:?}"
