@@ -3,7 +3,7 @@
 //! key, committed to the outbox, delivered by the channels' workers.
 
 use crate::domain::Notification;
-use crate::outbox::{now_ms, Enqueued, Hold, NewNotification, Outbox, StoreError};
+use crate::outbox::{now_ms, stored, Enqueued, Hold, NewNotification, Outbox, StoreError};
 use crate::pipeline::DedupKey;
 
 /// The receiver names of amrelay's own notifications start with this; ingest refuses
@@ -27,7 +27,7 @@ pub async fn enqueue(
         key: DedupKey::of(n),
         group_key: n.group_key.clone(),
         received_at: now_ms(),
-        payload: super::wire::encode(n).into(),
+        payload: stored::encode(super::wire::encode(n).as_bytes()).map_err(StoreError::Io)?,
         channels: channels.to_vec(),
         fast: vec![false; channels.len()],
         holds: vec![Hold::default(); channels.len()],

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::config::WebhookAuth;
 use crate::deliver::{Job, Lanes};
 use crate::domain::Notification;
-use crate::outbox::{now_ms, Completion, Enqueued, NewNotification, Outbox};
+use crate::outbox::{now_ms, stored, Completion, Enqueued, NewNotification, Outbox};
 use crate::pipeline::{DedupKey, Holds, Router as Routes};
 use crate::telemetry::Metrics;
 
@@ -170,13 +170,17 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
     span.record("group_key", n.group_key.as_str());
     span.record("alerts", n.alerts.len());
     let channels = p.routes.route(&n);
-    // The body as Alertmanager sent it is the stored form: no second encoding, and a
-    // stable format for any later version to read. It parsed as JSON, so it is UTF-8.
-    // serde_json skips unknown fields without checking their bytes.
+    // The body as Alertmanager sent it is what is stored (compressed): no second encoding,
+    // and a stable format for any later version to read. serde_json skips unknown fields
+    // without checking their bytes, so a body that parsed may still not be UTF-8.
     if std::str::from_utf8(&bytes).is_err() {
         m.reject("bad_payload");
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
     }
+    let payload = match stored::encode(&bytes) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
     // A free worker slot now means the delivery can skip the outbox's claim step.
     let permits: Vec<_> = channels.iter().map(|c| p.lanes.try_reserve(c)).collect();
     let received_at = now_ms();
@@ -184,7 +188,7 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
         key: DedupKey::of(&n),
         group_key: n.group_key.clone(),
         received_at,
-        payload: bytes,
+        payload,
         fast: permits.iter().map(Option::is_some).collect(),
         holds: p.holds.plan(&n, &channels),
         channels: channels.clone(),

@@ -7,9 +7,6 @@ use rusqlite::Connection;
 /// 3: no `dedup` table; the dedup index is kept in memory over `notifications.dedup_key`
 /// (`outbox::seen`).
 pub const SCHEMA_VERSION: i64 = 3;
-/// `notifications.payload` format 1: the Alertmanager webhook body (version 4) exactly
-/// as received.
-pub const PAYLOAD_FORMAT: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -17,7 +14,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     dedup_key   TEXT    NOT NULL,
     received_at INTEGER NOT NULL,           -- ms since the epoch
     format      INTEGER NOT NULL,
-    payload     TEXT    NOT NULL
+    payload     TEXT    NOT NULL        -- TEXT or BLOB, by format (outbox::stored)
 );
 CREATE INDEX IF NOT EXISTS notifications_received ON notifications (received_at);
 

@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, Row, Transaction};
 
 use super::schema;
 use super::seen::Seen;
+use super::stored;
 use super::types::*;
 use crate::pipeline::dedup;
 
@@ -205,7 +206,7 @@ fn enqueue(
     tx.prepare_cached(
         "INSERT INTO notifications (dedup_key, received_at, format, payload) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![new.key.as_str(), new.received_at, schema::PAYLOAD_FORMAT, Utf8(&new.payload)])?;
+    .execute(params![new.key.as_str(), new.received_at, stored::FORMAT, &new.payload[..]])?;
     let notification_id = tx.last_insert_rowid();
     seen.stage(&new.key, notification_id);
     let mut insert = tx.prepare_cached(
@@ -285,7 +286,7 @@ fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Clai
                 created_at: r.get(2)?,
                 enqueued_at: r.get(3)?,
                 format: r.get(4)?,
-                payload: r.get(5)?,
+                payload: bytes_of(r, 5)?,
             })
         })?);
     }
@@ -392,7 +393,7 @@ fn dead_letters(tx: &Transaction, limit: usize) -> Result<Vec<DeadLetter>, Store
                 died_at: r.get(4)?,
                 last_error: r.get(5)?,
                 format: r.get(6)?,
-                payload: r.get(7)?,
+                payload: bytes_of(r, 7)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -443,12 +444,15 @@ fn prune(
     Ok(n)
 }
 
-/// Text already known to be UTF-8, bound as TEXT without a copy into a `String`.
-struct Utf8<'a>(&'a [u8]);
-
-impl ToSql for Utf8<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+/// A stored payload: TEXT in format 1, BLOB in format 2.
+fn bytes_of(r: &Row, i: usize) -> rusqlite::Result<Vec<u8>> {
+    match r.get_ref(i)? {
+        ValueRef::Text(b) | ValueRef::Blob(b) => Ok(b.to_vec()),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            i,
+            "payload".into(),
+            other.data_type(),
+        )),
     }
 }
 
@@ -467,5 +471,87 @@ impl Limits {
             dedup_window: s.dedup_window,
             retention: s.storage.retention,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::wire;
+    use crate::pipeline::DedupKey;
+
+    fn limits() -> Limits {
+        Limits {
+            max_pending: 100,
+            dedup_window: Duration::from_secs(600),
+            retention: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn new_rows_are_stored_compressed_and_rows_of_an_earlier_version_still_deliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), &limits()).unwrap();
+        // A row as an earlier version wrote it: format 1, the body as TEXT.
+        let old = wire::fixture_bytes("primary-down-firing");
+        store
+            .conn
+            .execute(
+                "INSERT INTO notifications (id, dedup_key, received_at, format, payload) VALUES (1, 'old', 1, 1, ?1)",
+                [std::str::from_utf8(&old).unwrap()],
+            )
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at, created_at, enqueued_at, updated_at)
+                 VALUES (1, 'c', 'g-old', 'pending', 1, 1, 1, 1)",
+                [],
+            )
+            .unwrap();
+        let body = wire::fixture_bytes("group-firing-3-alerts");
+        let n = wire::parse(&body).unwrap();
+        let new = NewNotification {
+            key: DedupKey::of(&n),
+            group_key: n.group_key.clone(),
+            received_at: now_ms(),
+            payload: stored::encode(&body).unwrap(),
+            channels: vec!["c".into()],
+            fast: vec![false],
+            holds: vec![Hold::default()],
+        };
+        let Response::Enqueued(Enqueued::Accepted { .. }) =
+            store.run(&Request::Enqueue(new), &limits()).unwrap()
+        else {
+            panic!("not accepted");
+        };
+        let (kind, len): (String, usize) = store
+            .conn
+            .query_row(
+                "SELECT typeof(payload), length(payload) FROM notifications WHERE id = 2",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(kind, "blob");
+        assert!(
+            len * 2 < body.len(),
+            "{len} bytes for a {}-byte body",
+            body.len()
+        );
+
+        let claim = Request::Claim {
+            channel: "c".into(),
+            limit: 10,
+        };
+        let Response::Claimed(c) = store.run(&claim, &limits()).unwrap() else {
+            panic!("no claim");
+        };
+        let read: Vec<_> = c
+            .deliveries
+            .iter()
+            .map(|d| stored::parse(d.format, &d.payload).unwrap())
+            .collect();
+        assert_eq!(read, vec![wire::parse(&old).unwrap(), n]);
     }
 }

@@ -24,8 +24,8 @@ pub struct NewNotification {
     pub key: DedupKey,
     pub group_key: String,
     pub received_at: i64,
-    /// The webhook body as received (`schema::PAYLOAD_FORMAT`); UTF-8, checked by ingest.
-    pub payload: bytes::Bytes,
+    /// The webhook body in its stored form (`stored::encode`, format `stored::FORMAT`).
+    pub payload: Vec<u8>,
     pub channels: Vec<String>,
     /// Per channel: ingest holds a worker slot and will hand the delivery over itself, so
     /// store it in flight (unless its group has an earlier open delivery on that channel).
@@ -76,7 +76,7 @@ pub struct Claimed {
     pub created_at: i64,
     pub enqueued_at: i64,
     pub format: i64,
-    pub payload: String,
+    pub payload: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -132,7 +132,7 @@ pub struct DeadLetter {
     pub died_at: i64,
     pub last_error: String,
     pub format: i64,
-    pub payload: String,
+    pub payload: Vec<u8>,
 }
 
 #[derive(Debug)]
