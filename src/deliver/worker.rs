@@ -122,24 +122,35 @@ impl ChannelWorker {
     ) {
         let mut wake = self.outbox.subscribe();
         let mut tasks = JoinSet::new();
+        // Whether the store may hold rows to claim. Cleared by a claim that took fewer
+        // than it asked for (it saw everything claimable); set by a wake-up from the
+        // outbox or when the next row falls due. Deliveries handed over by ingest need no
+        // claim, so at a steady rate the worker never queries the store.
+        let mut dirty = true;
+        let mut look_at = Instant::now();
         while !stop.is_cancelled() {
             while tasks.try_join_next().is_some() {}
             while let Ok(h) = handoffs.try_recv() {
                 self.spawn_job(&mut tasks, h.job, h.permit, &stop);
             }
             let free = permits.available_permits();
-            if free == 0 {
-                // Slots are held by attempts, or by ingest for hand-offs on their way.
+            if free == 0 || !dirty {
+                // Slots are held by attempts, or by ingest for hand-offs on their way; or
+                // there is nothing to claim. A reservation ingest gave back (duplicate,
+                // refused) frees a slot silently: the deadline looks again.
+                let deadline = if dirty {
+                    Instant::now() + IDLE_POLL
+                } else {
+                    look_at
+                };
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-                    Some(h) = handoffs.recv() => {
-                        self.spawn_job(&mut tasks, h.job, h.permit, &stop);
-                        continue;
-                    }
-                    // A reservation ingest gave back (duplicate, refused) frees a slot silently.
-                    _ = tokio::time::sleep(IDLE_POLL) => continue,
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    Some(h) = handoffs.recv() => self.spawn_job(&mut tasks, h.job, h.permit, &stop),
+                    _ = wake.changed() => dirty = true,
+                    _ = tokio::time::sleep_until(deadline) => dirty = true,
                 }
+                continue;
             }
             // Take the slots before claiming: a claimed row must never wait for a slot that
             // a hand-off queued behind it holds.
@@ -157,9 +168,8 @@ impl ChannelWorker {
                     }
                 }
             };
-            if claim.deliveries.is_empty() {
-                // Give the slots back while waiting: hand-offs need them.
-                drop(held);
+            if claim.deliveries.len() < free {
+                dirty = false;
                 let now = now_ms();
                 let wait = match claim.next_due_at {
                     Some(due) if due > now => {
@@ -167,14 +177,7 @@ impl ChannelWorker {
                     }
                     _ => IDLE_POLL,
                 };
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = wake.changed() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                    Some(h) = handoffs.recv() => self.spawn_job(&mut tasks, h.job, h.permit, &stop),
-                }
-                continue;
+                look_at = Instant::now() + wait;
             }
             for d in claim.deliveries {
                 // One slot per claimed row: `held` has `free` slots and the claim at most `free` rows.
@@ -190,6 +193,7 @@ impl ChannelWorker {
                     }
                 }
             }
+            // Slots the claim did not use go back to hand-offs when `held` drops here.
         }
         // Stopping: hand-offs not started go back to pending; attempts in flight finish
         // (the caller bounds the wait).

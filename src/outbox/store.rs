@@ -144,8 +144,8 @@ fn exec(
         Request::Enqueue(new) => enqueue(tx, new, limits, now, open, seen).map(Response::Enqueued),
         Request::Claim { channel, limit } => claim(tx, channel, *limit, now).map(Response::Claimed),
         Request::Complete { id, completion } => {
-            complete(tx, *id, completion, now, open)?;
-            Ok(Response::Done)
+            let wakes = complete(tx, *id, completion, now, open)?;
+            Ok(Response::Completed { wakes })
         }
         Request::Stats => {
             let s = stats(tx)?;
@@ -290,7 +290,9 @@ fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Clai
             })
         })?);
     }
-    let next_due_at = if deliveries.is_empty() {
+    // Fewer than asked for means every claimable row was taken: the worker waits for a
+    // wake-up or for the next row to fall due. A full claim may have left more.
+    let next_due_at = if deliveries.len() < limit {
         tx.prepare_cached(
             "SELECT MIN(next_attempt_at) FROM deliveries WHERE channel = ?1 AND state = 'pending'",
         )?
@@ -304,13 +306,16 @@ fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Clai
     })
 }
 
+/// Records an attempt's outcome. True when the change may give a worker something to
+/// claim: a row back to pending or a new one (retry, release, fallback), or a finished
+/// row that held up a later delivery of its group on its channel.
 fn complete(
     tx: &Transaction,
     id: i64,
     completion: &Completion,
     now: i64,
     open: &mut u64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let changed = match completion {
         Completion::Delivered => tx
             .prepare_cached(
@@ -346,10 +351,24 @@ fn complete(
             params![id, error, now],
         )?,
     };
-    if changed == 1 && !matches!(completion, Completion::RetryAt { .. } | Completion::Release) {
-        *open = open.saturating_sub(1);
+    if changed != 1 {
+        return Ok(false);
     }
-    Ok(())
+    if matches!(completion, Completion::RetryAt { .. } | Completion::Release) {
+        return Ok(true);
+    }
+    *open = open.saturating_sub(1);
+    if matches!(completion, Completion::FailOver { .. }) {
+        return Ok(true);
+    }
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN deliveries e
+                 ON e.channel = d.channel AND e.group_key = d.group_key
+                 AND e.state IN ('pending', 'inflight')
+             WHERE d.id = ?1)",
+        )?
+        .query_row([id], |r| r.get(0))?)
 }
 
 fn stats(tx: &Transaction) -> Result<Stats, StoreError> {

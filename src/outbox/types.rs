@@ -162,6 +162,10 @@ pub enum Request {
 pub enum Response {
     Enqueued(Enqueued),
     Claimed(Claim),
+    /// An outcome recorded; `wakes` when it may have made a row claimable.
+    Completed {
+        wakes: bool,
+    },
     Done,
     Stats(Stats),
     DeadLetters(Vec<DeadLetter>),

@@ -198,12 +198,14 @@ fn durability(batch: &[Cmd]) -> Durability {
     }
 }
 
+/// Whether workers should look at the store again. A delivery handed straight to its
+/// worker gives them nothing to claim, so waking them for it would only cost a claim.
 fn makes_work(req: &Request, result: &Result<Response, StoreError>) -> bool {
     match (req, result) {
-        (Request::Enqueue(_), Ok(Response::Enqueued(Enqueued::Accepted { .. }))) => true,
-        (Request::Complete { completion, .. }, Ok(_)) => {
-            !matches!(completion, Completion::RetryAt { .. })
+        (Request::Enqueue(_), Ok(Response::Enqueued(Enqueued::Accepted { deliveries, .. }))) => {
+            deliveries.iter().any(|d| !d.handed_off)
         }
+        (Request::Complete { .. }, Ok(Response::Completed { wakes })) => *wakes,
         (Request::Requeue(_) | Request::RecoverInflight, Ok(Response::Count(n))) => *n > 0,
         _ => false,
     }
