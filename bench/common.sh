@@ -105,6 +105,8 @@ start_stack() {
     AM_PORT="$(free_port)"
     while [[ "$AM_PORT" == "$SINK_PORT" ]]; do AM_PORT="$(free_port)"; done
     mkdir -p "$BENCH_TMP/data"
+    local rate_limit_line=""
+    if [[ -n "${RATE_LIMIT:-}" ]]; then rate_limit_line="rate_limit = \"$RATE_LIMIT\""; fi
     cat >"$BENCH_TMP/amrelay.toml" <<EOF
 # Written by bench/common.sh.
 [server]
@@ -121,8 +123,9 @@ level = "$AMRELAY_LOG_LEVEL"
 name = "bench-sink"
 kind = "webhook"
 url = "http://127.0.0.1:$SINK_PORT/hook"
-# no rate_limit: a webhook channel has none unless set
+# no rate_limit unless RATE_LIMIT is set: a webhook channel has none by default
 ${CONCURRENCY:+concurrency = $CONCURRENCY}
+$rate_limit_line
 
 [[routes]]
 channels = ["bench-sink"]

@@ -14,6 +14,7 @@
 #
 # Environment: RATE (5000), DURATION (60, seconds), ALERTS (5), LOADGEN_THREADS (1),
 # CONCURRENCY (the bench channel's concurrency; default: the webhook default, 32),
+# RATE_LIMIT (the bench channel's rate_limit, e.g. "1/s" to measure ingest alone),
 # DRAIN_WAIT (120, seconds to wait for the sink to get every delivery afterwards),
 # plus SKIP_BUILD, KEEP, AMRELAY_LOG_LEVEL (see bench/common.sh).
 
@@ -110,7 +111,7 @@ out = {
     "rss_mib_3s_after_load": round($rss_after_kib / 1024, 1),
     "queue_depth_3s_after_load": $queue_depth,
     "undelivered_3s_after_load": $undelivered,
-    "all_delivered_s_after_load": $drained_after,
+    "all_delivered_s_after_load": json.loads("$drained_after"),  # null: not within DRAIN_WAIT
     "amrelay_enqueued": $enqueued, "amrelay_rejected": $rejected,
     "sink_requests": sink["requests"], "sink_repeats": sink["repeats"],
     "amrelay_cpu_s_during_load": round($cpu_after_load - $cpu_before, 2),
@@ -126,7 +127,9 @@ print(f"ack latency p50 {out['ack_p50_ms']} ms, p99 {out['ack_p99_ms']} ms, max 
 print(f"peak RSS (VmHWM): {out['peak_rss_mib']} MiB (target <= 64 MiB)")
 print(f"final queue depth (amrelay_queue_depth, 3 s after load; the gauge may be 2 s old): "
       f"{out['queue_depth_3s_after_load']} (committed but not yet at the sink then: {out['undelivered_3s_after_load']})")
-print(f"all deliveries at the sink {out['all_delivered_s_after_load']} s after the load ended")
+drained = out["all_delivered_s_after_load"]
+print(f"all deliveries at the sink {drained} s after the load ended" if drained is not None
+      else f"deliveries still missing at the sink {$DRAIN_WAIT} s after the load ended")
 EOF
 log "samples (every 5 s):"
 column -t "$BENCH_TMP/samples.txt" >&2 || cat "$BENCH_TMP/samples.txt" >&2
