@@ -12,6 +12,10 @@ use super::types::*;
 /// keep the first request's wait short.
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 16 * 1024;
+/// An fsynced batch this large means webhooks arrive faster than commits finish...
+const BUSY_BATCH: usize = 8;
+/// ...so the next such batch waits this long for company before it commits.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
 struct Cmd {
     req: Request,
@@ -131,14 +135,18 @@ fn run(
     wake: watch::Sender<u64>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut busy = false;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut batch);
+        // Group commit under load (PostgreSQL's commit_delay): when the last fsynced batch
+        // was large, webhooks are arriving fast, and a moment's wait lets one fsync and
+        // one write of the shared pages serve many more of them.
+        if busy && batch.len() < MAX_BATCH && durability(&batch) == Durability::Fsync {
+            thread::sleep(GATHER);
+            drain(&mut rx, &mut batch);
         }
+        busy = durability(&batch) == Durability::Fsync && batch.len() >= BUSY_BATCH;
         let now = store::now_ms();
         let results: Vec<Result<Response, StoreError>> =
             match exec_batch(&mut store, &batch, &limits, now, &mut open) {
@@ -200,6 +208,15 @@ fn durability(batch: &[Cmd]) -> Durability {
 
 /// Whether workers should look at the store again. A delivery handed straight to its
 /// worker gives them nothing to claim, so waking them for it would only cost a claim.
+fn drain(rx: &mut mpsc::Receiver<Cmd>, batch: &mut Vec<Cmd>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(cmd) => batch.push(cmd),
+            Err(_) => break,
+        }
+    }
+}
+
 fn makes_work(req: &Request, result: &Result<Response, StoreError>) -> bool {
     match (req, result) {
         (Request::Enqueue(_), Ok(Response::Enqueued(Enqueued::Accepted { deliveries, .. }))) => {
