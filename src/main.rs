@@ -433,9 +433,7 @@ fn dead_letters(cmd: DeadLetterCommand) -> ExitCode {
                     r.id,
                     r.channel,
                     r.attempts,
-                    chrono::DateTime::from_timestamp_millis(r.died_at)
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_default(),
+                    amrelay::domain::time::rfc3339(r.died_at).unwrap_or_default(),
                     title,
                     r.last_error
                 );

@@ -212,7 +212,7 @@ async fn status(State(st): State<Arc<AdminState>>, headers: HeaderMap) -> Respon
 }
 
 fn incident(i: &Incident) -> Value {
-    let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
+    let time = crate::domain::time::rfc3339;
     json!({
         "key": i.key,
         "epoch": i.epoch,

@@ -3,6 +3,7 @@
 mod alert;
 mod labels;
 mod matcher;
+pub mod time;
 
 pub use alert::{Alert, Fingerprint, Notification, Status};
 pub use labels::LabelSet;

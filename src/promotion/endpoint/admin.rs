@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use anyhow::Context;
 
-use super::state::{rfc3339, Store};
+use super::state::Store;
 use crate::config::{PromotionEndpointSettings, Settings};
+use crate::domain::time::rfc3339;
 use crate::outbox::now_ms;
 
 fn open(settings: &Settings) -> anyhow::Result<(Store, &PromotionEndpointSettings)> {
@@ -107,7 +108,7 @@ pub fn show(settings: &Settings) -> anyhow::Result<String> {
         let _ = writeln!(
             out,
             "last reset: {} by {} from {} at epoch {}: {:?}",
-            rfc3339(r.at_ms),
+            rfc3339(r.at_ms).unwrap_or_default(),
             r.actor,
             r.from_state,
             r.epoch,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::domain::time::rfc3339;
 use crate::promotion::{Answer, Outcome, PromoteRequest, Run, State, Status, SCHEMA};
 
 /// The file under `storage.path`.
@@ -433,8 +434,8 @@ fn status(conn: &Connection, target: &str) -> anyhow::Result<Status> {
                         reason: r.get(3)?,
                         manual: r.get(4)?,
                         attempt: r.get(5)?,
-                        started_at: rfc3339(r.get(6)?),
-                        finished_at: r.get::<_, Option<i64>>(7)?.map(rfc3339),
+                        started_at: rfc3339(r.get(6)?).unwrap_or_default(),
+                        finished_at: r.get::<_, Option<i64>>(7)?.and_then(rfc3339),
                         exit_code: r.get(8)?,
                         error: r.get(9)?,
                         stdout_tail: r.get(10)?,
@@ -452,12 +453,6 @@ fn status(conn: &Connection, target: &str) -> anyhow::Result<Status> {
         state: ep.state,
         last,
     })
-}
-
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use super::state::Incident;
 use super::PromotionEnv;
 use crate::config::PromotionSettings;
+use crate::domain::time::human;
 use crate::domain::{LabelSet, Notification};
 use crate::ingest::internal;
 
@@ -114,7 +115,7 @@ pub async fn tell(
             format!("cooldown/{until}"),
             format!(
                 "{alertname} is firing for {target}, but a promotion finished recently: no new promotion before {}",
-                time(until)
+                human(until)
             ),
             "`amrelay promote --force` overrides the cooldown.".to_owned(),
         ),
@@ -177,10 +178,4 @@ fn notification(
         annotations,
         starts_at,
     )
-}
-
-fn time(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
 }
