@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::config::{ChannelKind, Settings, WebhookAuth};
+use crate::config::{Settings, WebhookAuth};
 use crate::domain::{LabelSet, Notification};
 use crate::ingest::{auth, internal};
 use crate::outbox::{now_ms, Outbox};
@@ -102,20 +102,16 @@ async fn promote(
     }
     let channel = {
         let settings = st.settings.lock().await;
-        let found = settings.channels.iter().find_map(|c| match &c.kind {
-            ChannelKind::Promotion(p) if p.target == req.target => Some(c.name.clone()),
-            _ => None,
-        });
+        let found = settings
+            .promotion_channels()
+            .find(|(_, p)| p.target == req.target)
+            .map(|(name, _)| name.to_owned());
         match found {
             Some(c) => c,
             None => {
-                let targets: Vec<String> = settings
-                    .channels
-                    .iter()
-                    .filter_map(|c| match &c.kind {
-                        ChannelKind::Promotion(p) => Some(p.target.clone()),
-                        _ => None,
-                    })
+                let targets: Vec<&str> = settings
+                    .promotion_channels()
+                    .map(|(_, p)| p.target.as_str())
                     .collect();
                 return error(
                     StatusCode::NOT_FOUND,
@@ -155,12 +151,8 @@ async fn status(State(st): State<Arc<AdminState>>, headers: HeaderMap) -> Respon
     let targets: Vec<(String, String)> = {
         let settings = st.settings.lock().await;
         settings
-            .channels
-            .iter()
-            .filter_map(|c| match &c.kind {
-                ChannelKind::Promotion(p) => Some((p.target.clone(), c.name.clone())),
-                _ => None,
-            })
+            .promotion_channels()
+            .map(|(name, p)| (p.target.clone(), name.to_owned()))
             .collect()
     };
     let mut promotion = Vec::new();

@@ -173,6 +173,14 @@ impl std::error::Error for ConfigErrors {}
 pub const ENV_PREFIX: &str = "AMRELAY";
 
 impl Settings {
+    /// The `promotion` channels: each one's name and settings, in file order.
+    pub fn promotion_channels(&self) -> impl Iterator<Item = (&str, &PromotionSettings)> {
+        self.channels.iter().filter_map(|c| match &c.kind {
+            ChannelKind::Promotion(p) => Some((c.name.as_str(), &**p)),
+            _ => None,
+        })
+    }
+
     /// Loads the file (or only the built-in defaults) with environment overrides.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigErrors> {
         Settings::from_raw(Settings::load_raw(path)?, path.is_none())

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::config::{ChannelKind, Settings};
+use crate::config::Settings;
 use crate::domain::{Notification, Status};
 use crate::outbox::Hold;
 
@@ -16,12 +16,8 @@ pub struct Holds(HashMap<String, Duration>);
 impl Holds {
     pub fn new(s: &Settings) -> Self {
         Holds(
-            s.channels
-                .iter()
-                .filter_map(|c| match &c.kind {
-                    ChannelKind::Promotion(p) => Some((c.name.clone(), p.min_firing)),
-                    _ => None,
-                })
+            s.promotion_channels()
+                .map(|(name, p)| (name.to_owned(), p.min_firing))
                 .collect(),
         )
     }
