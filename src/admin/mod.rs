@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::config::{Settings, WebhookAuth};
+use crate::config::{HttpAuth, Settings};
 use crate::domain::{LabelSet, Notification};
 use crate::ingest::{auth, internal};
 use crate::outbox::{now_ms, Outbox};
@@ -68,7 +68,7 @@ async fn refuse(st: &AdminState, headers: &HeaderMap) -> Option<Response> {
             "the admin API is not configured ([admin])",
         ));
     };
-    let ok = auth::check(Some(&WebhookAuth::Bearer(admin.token.clone())), headers);
+    let ok = auth::check(Some(&HttpAuth::Bearer(admin.token.clone())), headers);
     (!ok).then(|| {
         error(
             StatusCode::UNAUTHORIZED,

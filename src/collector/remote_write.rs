@@ -11,7 +11,7 @@ use prost::Message;
 use reqwest::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use secrecy::ExposeSecret;
 
-use crate::config::{RemoteWriteAuth, RemoteWriteSettings};
+use crate::config::{HttpAuth, RemoteWriteSettings};
 use crate::sinks::http::{classify_error, classify_status};
 use crate::sinks::Outcome;
 
@@ -86,8 +86,8 @@ pub async fn send(
         .body(body);
     req = match &endpoint.auth {
         None => req,
-        Some(RemoteWriteAuth::Bearer(t)) => req.bearer_auth(t.expose_secret()),
-        Some(RemoteWriteAuth::Basic { username, password }) => {
+        Some(HttpAuth::Bearer(t)) => req.bearer_auth(t.expose_secret()),
+        Some(HttpAuth::Basic { username, password }) => {
             req.basic_auth(username, Some(password.expose_secret()))
         }
     };

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::HttpAuth;
 use reqwest::Url;
-use secrecy::SecretString;
 
 use super::raw::{RawCollector, RawRemoteWrite, RawTarget};
 use super::{values, Problems};
@@ -50,22 +50,13 @@ pub struct RemoteWriteSettings {
     pub name: String,
     pub url: Url,
     pub timeout: Duration,
-    pub auth: Option<RemoteWriteAuth>,
+    pub auth: Option<HttpAuth>,
     pub max_bytes: u64,
     pub max_age: Duration,
     pub batch_size: u64,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub max_retry_after: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub enum RemoteWriteAuth {
-    Bearer(SecretString),
-    Basic {
-        username: String,
-        password: SecretString,
-    },
 }
 
 pub(super) fn collector(raw: &RawCollector, p: &mut Problems) -> CollectorSettings {
@@ -210,40 +201,13 @@ fn endpoint(i: usize, r: &RawRemoteWrite, p: &mut Problems) -> Option<RemoteWrit
             "is required, e.g. \"http://127.0.0.1:9090/api/v1/write\"",
         ),
     };
-    let bearer = p.secret(
-        &key("bearer_token"),
+    let auth = super::http_auth(
+        p,
+        &key,
         r.bearer_token_file.as_deref(),
         r.bearer_token_env.as_deref(),
+        r.basic_auth.as_ref(),
     );
-    let basic = r.basic_auth.as_ref().and_then(|b| {
-        let password = p.secret(
-            &key("basic_auth.password"),
-            b.password_file.as_deref(),
-            b.password_env.as_deref(),
-        );
-        let username = b.username.clone().filter(|u| !u.is_empty());
-        if username.is_none() {
-            p.push::<()>(key("basic_auth.username"), "is required");
-        }
-        if b.password_file.is_none() && b.password_env.is_none() {
-            p.push::<()>(
-                key("basic_auth.password_file"),
-                "set password_file or password_env",
-            );
-        }
-        Some(RemoteWriteAuth::Basic {
-            username: username?,
-            password: password?,
-        })
-    });
-    let auth = match (bearer, basic) {
-        (Some(_), Some(_)) => p.push(
-            key("basic_auth"),
-            "set either a bearer token or basic_auth, not both",
-        ),
-        (Some(t), None) => Some(RemoteWriteAuth::Bearer(t)),
-        (None, b) => b,
-    };
     let timeout = p.duration(&key("timeout"), r.timeout.as_deref(), "30s");
     let max_bytes = p.size(&key("max_bytes"), r.max_bytes.as_deref(), "256MiB") as u64;
     // Prometheus refuses samples more than an hour older than its newest (the head

@@ -22,7 +22,7 @@ pub use promotion::{PromotionSettings, Quorum};
 pub use promotion_endpoint::PromotionEndpointSettings;
 pub use values::Rate;
 
-pub use collector::{CollectorSettings, RemoteWriteAuth, RemoteWriteSettings, TargetSettings};
+pub use collector::{CollectorSettings, RemoteWriteSettings, TargetSettings};
 
 use crate::domain::Matcher;
 use raw::{RawChannel, RawConfig, RawRoute};
@@ -45,7 +45,7 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
-    pub auth: Option<WebhookAuth>,
+    pub auth: Option<HttpAuth>,
     pub max_body: usize,
     pub shutdown_grace: Duration,
 }
@@ -56,13 +56,56 @@ pub struct AdminSettings {
     pub token: SecretString,
 }
 
+/// HTTP authentication as Alertmanager's and Prometheus's `http_config` send it: what
+/// amrelay demands of webhooks, and what it sends with remote write.
 #[derive(Debug, Clone)]
-pub enum WebhookAuth {
+pub enum HttpAuth {
     Bearer(SecretString),
     Basic {
         username: String,
         password: SecretString,
     },
+}
+
+/// `bearer_token_file` / `bearer_token_env`, or `basic_auth`, at most one; `key` names a
+/// key of this section in messages.
+fn http_auth(
+    p: &mut Problems,
+    key: &dyn Fn(&str) -> String,
+    bearer_file: Option<&str>,
+    bearer_env: Option<&str>,
+    basic: Option<&raw::RawBasicAuth>,
+) -> Option<HttpAuth> {
+    let bearer = p.secret(&key("bearer_token"), bearer_file, bearer_env);
+    let basic = basic.and_then(|b| {
+        let password = p.secret(
+            &key("basic_auth.password"),
+            b.password_file.as_deref(),
+            b.password_env.as_deref(),
+        );
+        let username = b.username.clone().filter(|u| !u.is_empty());
+        if username.is_none() {
+            p.push::<()>(key("basic_auth.username"), "is required");
+        }
+        if b.password_file.is_none() && b.password_env.is_none() {
+            p.push::<()>(
+                key("basic_auth.password_file"),
+                "set password_file or password_env",
+            );
+        }
+        Some(HttpAuth::Basic {
+            username: username?,
+            password: password?,
+        })
+    });
+    match (bearer, basic) {
+        (Some(_), Some(_)) => p.push(
+            key("basic_auth"),
+            "set either a bearer token or basic_auth, not both",
+        ),
+        (Some(t), None) => Some(HttpAuth::Bearer(t)),
+        (None, b) => b,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -334,43 +377,13 @@ fn server(raw: &RawConfig, p: &mut Problems) -> ServerSettings {
         );
         SocketAddr::from(([127, 0, 0, 1], 9097))
     });
-    let bearer = p.secret(
-        "server.bearer_token",
+    let auth = http_auth(
+        p,
+        &|k| format!("server.{k}"),
         s.bearer_token_file.as_deref(),
         s.bearer_token_env.as_deref(),
+        s.basic_auth.as_ref(),
     );
-    let basic = s.basic_auth.as_ref().and_then(|b| {
-        let password = p.secret(
-            "server.basic_auth.password",
-            b.password_file.as_deref(),
-            b.password_env.as_deref(),
-        );
-        let username = b.username.clone().filter(|u| !u.is_empty());
-        if username.is_none() {
-            p.push::<()>("server.basic_auth.username", "is required");
-        }
-        if b.password_file.is_none() && b.password_env.is_none() {
-            p.push::<()>(
-                "server.basic_auth.password_file",
-                "set password_file or password_env",
-            );
-        }
-        Some(WebhookAuth::Basic {
-            username: username?,
-            password: password?,
-        })
-    });
-    let auth = match (bearer, basic) {
-        (Some(_), Some(_)) => {
-            p.push::<()>(
-                "server.basic_auth",
-                "set either a bearer token or basic_auth, not both",
-            );
-            None
-        }
-        (Some(t), None) => Some(WebhookAuth::Bearer(t)),
-        (None, b) => b,
-    };
     ServerSettings {
         listen,
         auth,

@@ -8,9 +8,9 @@ use base64::Engine;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use crate::config::WebhookAuth;
+use crate::config::HttpAuth;
 
-pub fn check(auth: Option<&WebhookAuth>, headers: &HeaderMap) -> bool {
+pub fn check(auth: Option<&HttpAuth>, headers: &HeaderMap) -> bool {
     let Some(auth) = auth else { return true };
     let Some(value) = headers
         .get(http::header::AUTHORIZATION)
@@ -23,11 +23,11 @@ pub fn check(auth: Option<&WebhookAuth>, headers: &HeaderMap) -> bool {
     };
     let credentials = credentials.trim();
     match auth {
-        WebhookAuth::Bearer(token) => {
+        HttpAuth::Bearer(token) => {
             scheme.eq_ignore_ascii_case("bearer")
                 && eq(credentials.as_bytes(), token.expose_secret().as_bytes())
         }
-        WebhookAuth::Basic { username, password } => {
+        HttpAuth::Basic { username, password } => {
             if !scheme.eq_ignore_ascii_case("basic") {
                 return false;
             }
@@ -68,9 +68,9 @@ mod tests {
     /// The credentials in the shared fixtures' README.
     #[test]
     fn alertmanager_bearer_and_basic_headers_pass() {
-        let bearer = WebhookAuth::Bearer(SecretString::from("test-bearer-token-123"));
+        let bearer = HttpAuth::Bearer(SecretString::from("test-bearer-token-123"));
         assert!(check(Some(&bearer), &with("Bearer test-bearer-token-123")));
-        let basic = WebhookAuth::Basic {
+        let basic = HttpAuth::Basic {
             username: "amuser".into(),
             password: SecretString::from("ampass"),
         };
@@ -79,12 +79,12 @@ mod tests {
 
     #[test]
     fn wrong_missing_or_mixed_credentials_fail() {
-        let bearer = WebhookAuth::Bearer(SecretString::from("test-bearer-token-123"));
+        let bearer = HttpAuth::Bearer(SecretString::from("test-bearer-token-123"));
         assert!(!check(Some(&bearer), &HeaderMap::new()));
         assert!(!check(Some(&bearer), &with("Bearer test-bearer-token-12")));
         assert!(!check(Some(&bearer), &with("Basic test-bearer-token-123")));
         assert!(!check(Some(&bearer), &with("Bearertest-bearer-token-123")));
-        let basic = WebhookAuth::Basic {
+        let basic = HttpAuth::Basic {
             username: "amuser".into(),
             password: SecretString::from("ampass"),
         };

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::config::WebhookAuth;
+use crate::config::HttpAuth;
 use crate::deliver::{Job, Lanes};
 use crate::domain::Notification;
 use crate::outbox::{now_ms, stored, Completion, Enqueued, NewNotification, Outbox};
@@ -33,7 +33,7 @@ const MAX_IN_FLIGHT: usize = 1024;
 
 /// The parts of the configuration a reload may change.
 pub struct Pipeline {
-    pub auth: Option<WebhookAuth>,
+    pub auth: Option<HttpAuth>,
     pub routes: Routes,
     pub max_body: usize,
     pub holds: Holds,
@@ -138,7 +138,7 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
             "missing or wrong credentials in the Authorization header",
         );
         let scheme = match p.auth {
-            Some(WebhookAuth::Basic { .. }) => "Basic realm=\"amrelay\"",
+            Some(HttpAuth::Basic { .. }) => "Basic realm=\"amrelay\"",
             _ => "Bearer",
         };
         r.headers_mut().insert(

@@ -182,9 +182,7 @@ receivers:
     // Now amrelay comes up on the port Alertmanager was configured with.
     let mut settings = settings_in(dir.path(), &slack_config(&slack.slack_api_url(), ""));
     settings.server.listen = format!("127.0.0.1:{relay_port}").parse().unwrap();
-    settings.server.auth = Some(amrelay::config::WebhookAuth::Bearer(
-        BEARER.to_owned().into(),
-    ));
+    settings.server.auth = Some(amrelay::config::HttpAuth::Bearer(BEARER.to_owned().into()));
     let app = App::build(settings).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async {
