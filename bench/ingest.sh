@@ -47,6 +47,7 @@ sampler() {
 
 idle_rss_kib="$(proc_kib "$AM_PID" VmRSS)"
 cpu_before="$(cpu_seconds "$AM_PID")"
+sink_cpu_before="$(cpu_seconds "$SINK_PID")"
 sampler &
 PIDS+=("$!")
 
@@ -55,6 +56,7 @@ log "loadgen: ${RATE}/s for ${DURATION}s, ${ALERTS} alerts per notification"
     "$BIN/examples/loadgen" --url "$WEBHOOK_URL" --rate "$RATE" --duration "$DURATION" \
     --alerts "$ALERTS" --threads "$LOADGEN_THREADS" >"$BENCH_TMP/loadgen.json"
 cpu_after_load="$(cpu_seconds "$AM_PID")"
+sink_cpu_after_load="$(cpu_seconds "$SINK_PID")"
 load_end_ns=$(date +%s%N)
 
 # Poll (bounded) for the time at which the sink holds every delivery amrelay committed
@@ -115,6 +117,7 @@ out = {
     "amrelay_enqueued": $enqueued, "amrelay_rejected": $rejected,
     "sink_requests": sink["requests"], "sink_repeats": sink["repeats"],
     "amrelay_cpu_s_during_load": round($cpu_after_load - $cpu_before, 2),
+    "sinkfake_cpu_s_during_load": round($sink_cpu_after_load - $sink_cpu_before, 2),
     "loadgen_cpu_s": round($lg_user + $lg_sys, 2),
     "loadgen_max_schedule_lag_ms": lg["max_schedule_lag_ms"],
     "loadgen_peak_inflight": lg["peak_inflight"],

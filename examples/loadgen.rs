@@ -3,7 +3,9 @@
 //! Requests leave on a fixed schedule (`--rate` per second for `--duration`), whether or
 //! not earlier ones were answered, and each one's latency is measured from its *scheduled*
 //! send time, so a server that stalls is charged for every request that should have gone
-//! out meanwhile (no coordinated omission).
+//! out meanwhile (no coordinated omission). They go over `--connections` keep-alive
+//! connections, as wrk2's `-c`; a request that finds all of them busy waits for one, and
+//! that wait is part of its latency.
 //!
 //! Every request is a distinct Alertmanager notification (payload version 4, shaped like
 //! `tests/fixtures/alertmanager/group-firing-3-alerts.raw.json`): its own `groupKey`, and
@@ -24,9 +26,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Mutex};
 
 #[derive(Parser, Debug)]
 #[command(about = "Open-loop load generator for amrelay's Alertmanager webhook")]
@@ -46,6 +54,10 @@ struct Args {
     /// Sends `Authorization: Bearer <TOKEN>`.
     #[arg(long)]
     bearer: Option<String>,
+    /// Keep-alive connections, as wrk2's `-c`. A request finding them all busy waits for
+    /// one, and that wait counts in its latency.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    connections: u16,
     /// Per-request timeout; a request that takes longer counts as an error.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
@@ -180,18 +192,129 @@ fn check_template(t: &Template) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn classify(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else if e.is_request() {
-        "request"
-    } else {
-        "other"
+/// One request, built at its scheduled time and waiting for a free connection.
+struct Job {
+    body: Bytes,
+    scheduled: Instant,
+}
+
+/// Where and how every request goes.
+struct Target {
+    addr: String,
+    path_and_query: String,
+    host: HeaderValue,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+impl Target {
+    fn new(args: &Args) -> anyhow::Result<Target> {
+        let uri: Uri = args.url.parse()?;
+        anyhow::ensure!(
+            uri.scheme_str() == Some("http"),
+            "--url must be plain http:// (the benchmark runs on loopback)"
+        );
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow::anyhow!("--url has no host"))?;
+        Ok(Target {
+            addr: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(80)
+            ),
+            path_and_query: uri
+                .path_and_query()
+                .map_or("/".to_owned(), |p| p.as_str().to_owned()),
+            host: HeaderValue::from_str(authority.as_str())?,
+            authorization: args
+                .bearer
+                .as_ref()
+                .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+                .transpose()?,
+            timeout: args.timeout,
+        })
     }
+
+    fn request(&self, body: Bytes) -> anyhow::Result<Request<Full<Bytes>>> {
+        let mut req = Request::post(self.path_and_query.as_str())
+            .header(header::HOST, self.host.clone())
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(a) = &self.authorization {
+            req = req.header(header::AUTHORIZATION, a.clone());
+        }
+        Ok(req.body(Full::new(body))?)
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(target: &Target) -> Result<Sender, &'static str> {
+    let stream = tokio::time::timeout(target.timeout, TcpStream::connect(&target.addr))
+        .await
+        .map_err(|_| "timeout")?
+        .map_err(|_| "connect")?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| "connect")?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// One keep-alive connection: takes the oldest waiting request, sends it, waits for the
+/// whole response, and reconnects after any error (the connection's state is unknown).
+async fn connection(
+    target: Arc<Target>,
+    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    samples: mpsc::UnboundedSender<Sample>,
+    inflight: Arc<AtomicUsize>,
+) {
+    let mut sender: Option<Sender> = None;
+    loop {
+        let Some(job) = jobs.lock().await.recv().await else {
+            return;
+        };
+        let began = Instant::now();
+        let outcome = match exchange(&target, &mut sender, job.body).await {
+            Ok(status) => Outcome::Status(status),
+            Err(kind) => {
+                sender = None;
+                Outcome::Error(kind)
+            }
+        };
+        let done = Instant::now();
+        inflight.fetch_sub(1, Ordering::Relaxed);
+        let _ = samples.send(Sample {
+            outcome,
+            latency_us: done.duration_since(job.scheduled).as_micros() as u64,
+            service_us: done.duration_since(began).as_micros() as u64,
+        });
+    }
+}
+
+async fn exchange(
+    target: &Target,
+    sender: &mut Option<Sender>,
+    body: Bytes,
+) -> Result<u16, &'static str> {
+    let req = target.request(body).map_err(|_| "request")?;
+    let attempt = async {
+        let open = sender.as_ref().is_some_and(|s| !s.is_closed());
+        if !open {
+            *sender = Some(connect(target).await?);
+        }
+        let s = sender.as_mut().ok_or("connect")?;
+        s.ready().await.map_err(|_| "other")?;
+        let res = s.send_request(req).await.map_err(|_| "request")?;
+        let status = res.status().as_u16();
+        // Read the body: the ack is complete when the response is.
+        res.into_body().collect().await.map_err(|_| "body")?;
+        Ok(status)
+    };
+    tokio::time::timeout(target.timeout, attempt)
+        .await
+        .unwrap_or(Err("timeout"))
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -221,23 +344,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::CONTENT_TYPE,
-        reqwest::header::HeaderValue::from_static("application/json"),
-    );
-    if let Some(token) = &args.bearer {
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {token}").parse()?,
-        );
-    }
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(args.timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()?;
+    let target = Arc::new(Target::new(&args)?);
     let run_id = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let template = Template {
         run: format!("{run_id:x}"),
@@ -250,7 +357,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", String::from_utf8_lossy(&template.body(0)));
         return Ok(());
     }
-    let url: reqwest::Url = args.url.parse()?;
     let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / args.rate);
 
@@ -275,8 +381,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (latencies, service, ok, non_2xx, errors)
     });
 
-    // Requests sent and not yet answered; its peak shows how far the server fell behind.
+    // Requests scheduled and not yet answered (waiting for a connection or on one); its
+    // peak shows how far the server fell behind.
     let inflight = Arc::new(AtomicUsize::new(0));
+    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    let connections: Vec<_> = (0..args.connections)
+        .map(|_| {
+            tokio::spawn(connection(
+                target.clone(),
+                jobs_rx.clone(),
+                tx.clone(),
+                inflight.clone(),
+            ))
+        })
+        .collect();
+    drop(tx);
     let mut peak_inflight = 0usize;
     let start = Instant::now() + Duration::from_millis(20);
     let mut max_lag = Duration::ZERO;
@@ -286,36 +406,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // How late the generator itself is; large values mean it cannot keep the rate.
         max_lag = max_lag.max(Instant::now().saturating_duration_since(scheduled));
         peak_inflight = peak_inflight.max(inflight.fetch_add(1, Ordering::Relaxed) + 1);
-        let inflight = inflight.clone();
-        let client = client.clone();
-        let url = url.clone();
-        let tx = tx.clone();
-        let body = template.body(seq);
-        tokio::spawn(async move {
-            let began = Instant::now();
-            let res = client.post(url).body(body).send().await;
-            let outcome = match res {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    // Read the body: the ack is complete when the response is.
-                    match r.bytes().await {
-                        Ok(_) => Outcome::Status(status),
-                        Err(e) => Outcome::Error(classify(&e)),
-                    }
-                }
-                Err(e) => Outcome::Error(classify(&e)),
-            };
-            let done = Instant::now();
-            inflight.fetch_sub(1, Ordering::Relaxed);
-            let _ = tx.send(Sample {
-                outcome,
-                latency_us: done.duration_since(scheduled).as_micros() as u64,
-                service_us: done.duration_since(began).as_micros() as u64,
-            });
-        });
+        let body = Bytes::from(template.body(seq));
+        jobs_tx
+            .send(Job { body, scheduled })
+            .map_err(|_| anyhow::anyhow!("every connection task ended"))?;
     }
     let send_phase = start.elapsed();
-    drop(tx);
+    drop(jobs_tx);
+    for c in connections {
+        c.await?;
+    }
     let (mut latencies, mut service, ok, non_2xx, errors) = collector.await?;
     let elapsed = start.elapsed();
     latencies.sort_unstable();
@@ -350,6 +450,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "achieved_rate": round3(total as f64 / send_phase.as_secs_f64().max(1e-9)),
         "max_schedule_lag_ms": round3(max_lag.as_secs_f64() * 1000.0),
         "peak_inflight": peak_inflight,
+        "connections": args.connections,
     });
     println!("{out}");
     Ok(())
