@@ -6,6 +6,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, Row, Transaction};
 
+use super::checkpoint::{self, Checkpointer};
 use super::schema;
 use super::seen::Seen;
 use super::stored;
@@ -42,6 +43,16 @@ impl Store {
             durability: Durability::Fsync,
             seen,
         })
+    }
+
+    /// Hands this connection's WAL checkpoints to a thread of their own.
+    pub(super) fn checkpoint_elsewhere(&self) -> Result<Checkpointer, StoreError> {
+        Checkpointer::start(&self.conn)
+    }
+
+    /// A checkpoint on this connection, for when the checkpointer is behind.
+    pub(super) fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(checkpoint::checkpoint(&self.conn)?)
     }
 
     pub(super) fn set_durability(&mut self, d: Durability) -> Result<(), StoreError> {

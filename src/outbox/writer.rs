@@ -5,6 +5,7 @@ use std::thread;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::checkpoint::{After, Checkpointer};
 use super::store::{self, Durability, Limits, Store};
 use super::types::*;
 
@@ -45,11 +46,12 @@ impl Outbox {
             );
         }
         let open = store.count_open()?;
+        let checkpointer = store.checkpoint_elsewhere()?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let (wake_tx, wake) = watch::channel(0);
         let handle = thread::Builder::new()
             .name("amrelay-outbox".into())
-            .spawn(move || run(store, rx, limits, open, wake_tx))
+            .spawn(move || run(store, checkpointer, rx, limits, open, wake_tx))
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok((Outbox { tx, wake }, handle))
     }
@@ -129,6 +131,7 @@ fn unreachable_response<T>(other: Response) -> Result<T, StoreError> {
 
 fn run(
     mut store: Store,
+    checkpointer: Checkpointer,
     mut rx: mpsc::Receiver<Cmd>,
     limits: Limits,
     mut open: u64,
@@ -174,6 +177,12 @@ fn run(
         }
         if woke {
             wake.send_modify(|g| *g = g.wrapping_add(1));
+        }
+        // After the replies: a checkpoint here delays the next batch, not this one.
+        if checkpointer.after_commit() == After::CheckpointHere {
+            if let Err(e) = store.checkpoint() {
+                tracing::error!(error = %e, "WAL checkpoint failed");
+            }
         }
     }
 }
