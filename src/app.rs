@@ -294,7 +294,7 @@ fn pipeline(s: &Settings, d: &Deliverer) -> Pipeline {
     }
 }
 
-/// Refreshes the queue gauges and prunes old rows.
+/// Refreshes the queue gauges; prunes old rows and recounts the undelivered ones.
 async fn housekeeping(state: Arc<AppState>) {
     let mut stats = tokio::time::interval(STATS_EVERY);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
@@ -321,11 +321,17 @@ async fn housekeeping(state: Arc<AppState>) {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read outbox stats"),
             },
-            _ = prune.tick() => match state.outbox.prune().await {
-                Ok(n) if n > 0 => tracing::debug!(rows = n, "pruned old rows"),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "cannot prune the outbox"),
-            },
+            _ = prune.tick() => {
+                match state.outbox.prune().await {
+                    Ok(n) if n > 0 => tracing::debug!(rows = n, "pruned old rows"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot prune the outbox"),
+                }
+                // Rows the CLI requeued (another process) count toward max_pending from here.
+                if let Err(e) = state.outbox.count_open().await {
+                    tracing::error!(error = %e, "cannot count the undelivered rows");
+                }
+            }
         }
     }
 }

@@ -45,6 +45,15 @@ impl Store {
         })
     }
 
+    /// A read-only connection to the store in `dir`, for queries that must not hold up
+    /// the writer (WAL readers and the writer do not block each other).
+    pub(super) fn open_reader(dir: &Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open(dir.join("amrelay.db"))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+
     /// Hands this connection's WAL checkpoints to a thread of their own.
     pub(super) fn checkpoint_elsewhere(&self) -> Result<Checkpointer, StoreError> {
         Checkpointer::start(&self.conn)
@@ -158,11 +167,9 @@ fn exec(
             let wakes = complete(tx, *id, completion, now, open)?;
             Ok(Response::Completed { wakes })
         }
-        Request::Stats => {
-            let s = stats(tx)?;
-            // Resynchronise with the rows: the CLI may have requeued dead letters.
-            *open = s.channels.iter().map(|c| c.open).sum();
-            Ok(Response::Stats(s))
+        Request::CountOpen => {
+            *open = count_open(tx)?;
+            Ok(Response::Count(*open as usize))
         }
         Request::Probe => {
             tx.execute(
@@ -382,7 +389,9 @@ fn complete(
         .query_row([id], |r| r.get(0))?)
 }
 
-fn stats(tx: &Transaction) -> Result<Stats, StoreError> {
+/// The queue's figures. A scan of every undelivered row, so it runs on a reader
+/// connection (`Store::open_reader`), never in the writer's transactions.
+pub(super) fn stats(tx: &Connection) -> Result<Stats, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT channel, COUNT(*), MIN(created_at) FROM deliveries
          WHERE state IN ('pending', 'inflight') GROUP BY channel",

@@ -146,7 +146,9 @@ pub enum Request {
         id: i64,
         completion: Completion,
     },
-    Stats,
+    /// Counts the undelivered rows again: another process (the CLI) may have requeued
+    /// some. The writer keeps the count itself between these.
+    CountOpen,
     DeadLetters {
         limit: usize,
     },
@@ -167,7 +169,6 @@ pub enum Response {
         wakes: bool,
     },
     Done,
-    Stats(Stats),
     DeadLetters(Vec<DeadLetter>),
     Count(usize),
 }

@@ -1,7 +1,10 @@
 //! The writer thread and the async handle the rest of amrelay talks to.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::thread;
+
+use rusqlite::Connection;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -27,6 +30,9 @@ struct Cmd {
 #[derive(Clone)]
 pub struct Outbox {
     tx: mpsc::Sender<Cmd>,
+    /// For the queue's figures: a scan of the backlog on the writer's thread stalled
+    /// every commit behind it, longer the deeper the backlog.
+    reader: Arc<Mutex<Connection>>,
     /// Bumped after every commit that made deliveries due now; workers watch it.
     wake: watch::Receiver<u64>,
 }
@@ -38,6 +44,7 @@ impl Outbox {
         limits: Limits,
     ) -> Result<(Outbox, thread::JoinHandle<()>), StoreError> {
         let mut store = Store::open(dir, &limits)?;
+        let reader = Arc::new(Mutex::new(Store::open_reader(dir)?));
         let recovered = store.recover_inflight()?;
         if recovered > 0 {
             tracing::warn!(
@@ -53,7 +60,7 @@ impl Outbox {
             .name("amrelay-outbox".into())
             .spawn(move || run(store, checkpointer, rx, limits, open, wake_tx))
             .map_err(|e| StoreError::Io(e.to_string()))?;
-        Ok((Outbox { tx, wake }, handle))
+        Ok((Outbox { tx, reader, wake }, handle))
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -95,9 +102,21 @@ impl Outbox {
             .map(|_| ())
     }
 
+    /// Queue depth and oldest row per channel, and dead letters; read beside the writer.
     pub async fn stats(&self) -> Result<Stats, StoreError> {
-        match self.call(Request::Stats).await? {
-            Response::Stats(s) => Ok(s),
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
+            store::stats(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("stats task failed: {e}")))?
+    }
+
+    /// Recounts the undelivered rows that `max_pending` is checked against.
+    pub async fn count_open(&self) -> Result<usize, StoreError> {
+        match self.call(Request::CountOpen).await? {
+            Response::Count(n) => Ok(n),
             other => unreachable_response(other),
         }
     }
