@@ -21,6 +21,13 @@ use crate::telemetry::Metrics;
 use worker::ChannelWorker;
 pub use worker::{Handoff, Job};
 
+/// Deliveries a worker may hold per attempt it may have in flight (`concurrency`): the
+/// rest wait in memory for a free sending slot, stored as in flight. A slot that also had
+/// to cover the wait for the outbox's commit (a hand-off is reserved before its webhook is
+/// committed) or for a claim spent most of its time waiting on the store, and under load
+/// deliveries fell behind with the channel idle.
+const HELD_PER_SENDING: usize = 4;
+
 /// The running workers of one configuration.
 pub struct Deliverer {
     stop: CancellationToken,
@@ -34,6 +41,7 @@ pub struct Lanes(Arc<HashMap<String, Lane>>);
 
 #[derive(Clone)]
 struct Lane {
+    /// Deliveries the worker holds: sending, or waiting for one of its sending slots.
     permits: Arc<Semaphore>,
     /// Slots hand-offs leave to the worker's own claims, so retries and backlog are
     /// not starved by a steady stream of fresh notifications.
@@ -83,13 +91,14 @@ impl Deliverer {
             if let crate::config::ChannelKind::Promotion(p) = &c.kind {
                 metrics.init_target(&p.target);
             }
-            let permits = Arc::new(Semaphore::new(c.policy.concurrency as usize));
+            let held = c.policy.concurrency as usize * HELD_PER_SENDING;
+            let permits = Arc::new(Semaphore::new(held));
             let (tx, rx) = mpsc::unbounded_channel();
             lanes.insert(
                 c.name.clone(),
                 Lane {
                     permits: permits.clone(),
-                    keep_free: c.policy.concurrency as usize / 4,
+                    keep_free: held / 4,
                     tx,
                 },
             );

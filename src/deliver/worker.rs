@@ -7,7 +7,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,8 @@ pub struct ChannelWorker {
     policy: DeliveryPolicy,
     fallback: Option<String>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// Attempts in flight on the channel (`concurrency`), taken in arrival order.
+    sending: Semaphore,
     /// Set by a Retry-After: the whole channel holds back, not just that delivery.
     paused_until: Mutex<Option<Instant>>,
     /// Only for a channel with a fallback.
@@ -101,6 +103,7 @@ impl ChannelWorker {
             policy: c.policy,
             fallback: c.fallback.clone(),
             limiter,
+            sending: Semaphore::new(c.policy.concurrency as usize),
             paused_until: Mutex::new(None),
             circuit: c
                 .policy
@@ -113,7 +116,8 @@ impl ChannelWorker {
         }
     }
 
-    /// `permits` bounds attempts in flight; ingest takes from it for hand-offs.
+    /// `permits` bounds the deliveries the worker holds (sending, or waiting for one of
+    /// its `concurrency` sending slots); ingest takes from it for hand-offs.
     pub async fn run(
         self: Arc<Self>,
         permits: Arc<Semaphore>,
@@ -258,10 +262,10 @@ impl ChannelWorker {
             tracing::info!("circuit half-open: this delivery probes the channel");
         }
         // Waiting for the channel is not an attempt: on stop, hand the delivery back.
-        tokio::select! {
+        let sending = tokio::select! {
             _ = stop.cancelled() => return self.record(d.id, Completion::Release).await,
-            _ = self.wait_for_channel() => {}
-        }
+            sending = self.wait_for_channel() => sending,
+        };
         let started = Instant::now();
         let delivery = Delivery {
             id: d.id,
@@ -323,8 +327,9 @@ impl ChannelWorker {
             let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
             *p = Some(p.map_or(until, |old| old.max(until)));
         }
-        // The slot is for talking to the far side; recording the outcome does not hold
-        // it (the row stays in flight until recorded, which keeps the group's order).
+        // The slots are for talking to the far side; recording the outcome does not hold
+        // them (the row stays in flight until recorded, which keeps the group's order).
+        drop(sending);
         drop(permit);
         let now = now_ms();
         let age = Duration::from_millis(now.saturating_sub(d.enqueued_at).max(0) as u64);
@@ -413,8 +418,10 @@ impl ChannelWorker {
             .set(state.gauge());
     }
 
-    /// A Retry-After pause, then a token from the rate limiter.
-    async fn wait_for_channel(&self) {
+    /// A sending slot, a Retry-After pause, then a token from the rate limiter.
+    async fn wait_for_channel(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed; None would only mean sending without a slot.
+        let sending = self.sending.acquire().await.ok();
         let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(until) = paused.filter(|u| *u > Instant::now()) {
             tokio::time::sleep_until(until).await;
@@ -428,6 +435,7 @@ impl ChannelWorker {
                 limiter.until_ready().await;
             }
         }
+        sending
     }
 
     /// Records an outcome, retrying while the store refuses (a full disk): a row left

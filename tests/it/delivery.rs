@@ -316,6 +316,50 @@ async fn the_rate_limit_keeps_slack_from_refusing_a_burst() {
     app.stop().await;
 }
 
+/// `concurrency` bounds the requests open at the channel, however many deliveries the
+/// worker holds (hand-offs are reserved before their webhook is committed).
+#[tokio::test]
+async fn concurrency_bounds_the_requests_open_at_the_channel() {
+    let hook = Fake::webhook().await;
+    hook.set_default(Answer::Slow(Duration::from_millis(20)));
+    let app = spawn_app(&hook_config(&hook.hook_url(), "concurrency = 3\n")).await;
+    const N: usize = 40;
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let (client, url) = (app.client.clone(), app.url("/webhook/alertmanager"));
+        posts.spawn(async move {
+            let body = notification("primary-down-firing", &format!("bounded-{i}"));
+            client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    while let Some(status) = posts.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    app.wait_metric(
+        "amrelay_deliveries_delivered_total{channel=\"hook\"}",
+        N as f64,
+        WAIT,
+    )
+    .await;
+    let most = hook.max_in_flight();
+    assert!(
+        most <= 3,
+        "{most} requests open at once with concurrency = 3"
+    );
+    assert!(
+        most >= 2,
+        "the attempts never overlapped, so this proves nothing"
+    );
+    app.stop().await;
+}
+
 /// Hand-offs and claims share a single slot here; a burst must neither deadlock nor
 /// strand a delivery in flight.
 #[tokio::test]

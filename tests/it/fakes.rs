@@ -46,6 +46,8 @@ pub struct Received {
     pub json: Value,
     /// What the fake answered (None while held by `Hang`).
     pub answered: Option<u16>,
+    /// When it answered.
+    pub answered_at: Option<Instant>,
     /// Whether that answer meant "taken" (Slack: 200 with `ok:true`).
     pub accepted: bool,
 }
@@ -144,6 +146,19 @@ impl Fake {
             .collect()
     }
 
+    /// The most requests that were open at the fake at one time.
+    pub fn max_in_flight(&self) -> usize {
+        let got = self.received();
+        got.iter()
+            .map(|r| {
+                got.iter()
+                    .filter(|o| o.at <= r.at && o.answered_at.map_or(true, |done| done > r.at))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Waits until `pred` holds over what was received, or panics after `timeout`.
     pub async fn wait_for(
         &self,
@@ -186,6 +201,7 @@ impl Fake {
             body: body.to_vec(),
             json: serde_json::from_slice(body).unwrap_or(Value::Null),
             answered: None,
+            answered_at: None,
             accepted: false,
         });
         inner.received.len() - 1
@@ -194,6 +210,7 @@ impl Fake {
     fn answered(&self, i: usize, status: u16, accepted: bool) {
         let mut inner = self.inner.lock().unwrap();
         inner.received[i].answered = Some(status);
+        inner.received[i].answered_at = Some(Instant::now());
         inner.received[i].accepted = accepted;
         drop(inner);
         self.changed.send_modify(|n| *n += 1);
