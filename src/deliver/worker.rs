@@ -7,7 +7,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +51,7 @@ pub struct ChannelWorker {
     policy: DeliveryPolicy,
     fallback: Option<String>,
     limiter: Option<DefaultDirectRateLimiter>,
-    /// Attempts in flight on the channel (`concurrency`), taken in arrival order.
+    /// Attempts in flight on the channel (`concurrency`), taken first come, first served.
     sending: Semaphore,
     /// Set by a Retry-After: the whole channel holds back, not just that delivery.
     paused_until: Mutex<Option<Instant>>,
@@ -139,8 +139,8 @@ impl ChannelWorker {
             }
             let free = permits.available_permits();
             if free == 0 || !dirty {
-                // Slots are held by attempts, or by ingest for hand-offs on their way; or
-                // there is nothing to claim. A reservation ingest gave back (duplicate,
+                // Slots are held by deliveries (sending or waiting to), or by ingest for
+                // hand-offs on their way; or there is nothing to claim. A reservation ingest gave back (duplicate,
                 // refused) frees a slot silently: the deadline looks again.
                 let deadline = if dirty {
                     Instant::now() + IDLE_POLL
@@ -249,11 +249,20 @@ impl ChannelWorker {
         stop: CancellationToken,
     ) {
         let notification = d.notification.clone();
+        // Waiting is not an attempt: on stop, hand the delivery back.
+        let sending = tokio::select! {
+            _ = stop.cancelled() => return self.record(d.id, Completion::Release).await,
+            // The semaphore is never closed; Err would only mean sending without a slot.
+            sending = self.sending.acquire() => sending.ok(),
+        };
+        // Asked with a slot in hand, not while queued behind other attempts: a circuit
+        // that opened meanwhile diverts, and a probe is timed from when it can go.
         let admitted = match &self.circuit {
             Some(c) => c.admit(Instant::now()),
             None => Admit::Send,
         };
         if admitted == Admit::Divert {
+            drop(sending);
             drop(permit);
             return self.divert(d.id).await;
         }
@@ -261,11 +270,10 @@ impl ChannelWorker {
             self.circuit_changed(State::HalfOpen);
             tracing::info!("circuit half-open: this delivery probes the channel");
         }
-        // Waiting for the channel is not an attempt: on stop, hand the delivery back.
-        let sending = tokio::select! {
+        tokio::select! {
             _ = stop.cancelled() => return self.record(d.id, Completion::Release).await,
-            sending = self.wait_for_channel() => sending,
-        };
+            _ = self.wait_for_channel() => {}
+        }
         let started = Instant::now();
         let delivery = Delivery {
             id: d.id,
@@ -418,10 +426,8 @@ impl ChannelWorker {
             .set(state.gauge());
     }
 
-    /// A sending slot, a Retry-After pause, then a token from the rate limiter.
-    async fn wait_for_channel(&self) -> Option<SemaphorePermit<'_>> {
-        // The semaphore is never closed; None would only mean sending without a slot.
-        let sending = self.sending.acquire().await.ok();
+    /// A Retry-After pause, then a token from the rate limiter.
+    async fn wait_for_channel(&self) {
         let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(until) = paused.filter(|u| *u > Instant::now()) {
             tokio::time::sleep_until(until).await;
@@ -435,7 +441,6 @@ impl ChannelWorker {
                 limiter.until_ready().await;
             }
         }
-        sending
     }
 
     /// Records an outcome, retrying while the store refuses (a full disk): a row left

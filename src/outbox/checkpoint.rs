@@ -6,8 +6,9 @@
 //! long the WAL has grown (a WAL hook, which also turns the automatic checkpoint off) and
 //! wakes the checkpointer, whose `PASSIVE` checkpoints never block the writer. The
 //! checkpointer catches up between commits and the writer then starts the WAL again from
-//! its beginning, as before. If the checkpointer falls far behind, the writer checkpoints
-//! itself, so the WAL stays bounded.
+//! its beginning, as before. If the checkpointer falls far behind (or died), the writer
+//! runs the same `PASSIVE` checkpoint itself, as SQLite's automatic one would; like that
+//! one, it cannot copy pages an open reader still needs.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -26,7 +27,9 @@ const WAKE_AT: c_int = 1000;
 const WRITER_AT: c_int = 16 * 1024;
 
 thread_local! {
-    /// Pages in the WAL after the last commit on this thread's connection.
+    /// Pages in the WAL after the last commit on this thread. Per thread, not per
+    /// connection: only the writer's connection has the hook, and only the writer
+    /// thread commits on it.
     static WAL_PAGES: Cell<c_int> = const { Cell::new(0) };
 }
 
@@ -68,6 +71,9 @@ impl Checkpointer {
     pub fn after_commit(&self) -> After {
         let pages = WAL_PAGES.with(Cell::get);
         if pages >= WRITER_AT {
+            // Asked once per crossing, not again after every batch until a commit
+            // reports the WAL started over.
+            WAL_PAGES.with(|p| p.set(0));
             return After::CheckpointHere;
         }
         if pages >= WAKE_AT {

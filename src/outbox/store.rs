@@ -130,7 +130,7 @@ impl Store {
 
 fn recover_inflight(conn: &Connection) -> Result<usize, StoreError> {
     Ok(conn.execute(
-        "UPDATE deliveries SET state = 'pending', last_error = 'interrupted: amrelay stopped during the attempt' WHERE state = 'inflight'",
+        "UPDATE deliveries SET state = 'pending', last_error = 'interrupted: amrelay stopped while the delivery was sending or ready to send' WHERE state = 'inflight'",
         [],
     )?)
 }

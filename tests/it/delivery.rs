@@ -360,8 +360,8 @@ async fn concurrency_bounds_the_requests_open_at_the_channel() {
     app.stop().await;
 }
 
-/// Hand-offs and claims share a single slot here; a burst must neither deadlock nor
-/// strand a delivery in flight.
+/// Hand-offs and claims share four held deliveries and a single sending slot here; a
+/// burst must neither deadlock nor strand a delivery in flight.
 #[tokio::test]
 async fn a_single_slot_channel_delivers_a_concurrent_burst() {
     let hook = Fake::webhook().await;
