@@ -38,10 +38,8 @@
 //! - The documented body is multipart/form-data; the API also takes
 //!   application/x-www-form-urlencoded, so the fake parses both.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -52,7 +50,8 @@ use axum::routing::post;
 use axum::{Form, Router};
 use base64::Engine;
 use serde_json::{json, Value};
-use tokio::sync::{watch, Notify};
+
+use crate::recorder::Recorder;
 
 pub const SENDGRID_KEY: &str = "SG.amrelay-test.key";
 pub const POSTMARK_TOKEN: &str = "0c7e5d3a-9f1b-4d2e-8a6c-amrelay-test";
@@ -131,20 +130,11 @@ pub struct Received {
     pub accepted: bool,
 }
 
-#[derive(Default)]
-struct Inner {
-    script: VecDeque<Answer>,
-    default: Option<Answer>,
-    received: Vec<Received>,
-}
-
 #[derive(Clone)]
 pub struct EmailFake {
     pub vendor: Vendor,
     pub addr: SocketAddr,
-    inner: Arc<Mutex<Inner>>,
-    changed: watch::Sender<usize>,
-    release: Arc<Notify>,
+    rec: Recorder<Answer, Received>,
 }
 
 impl EmailFake {
@@ -166,9 +156,7 @@ impl EmailFake {
         let fake = EmailFake {
             vendor,
             addr: listener.local_addr().unwrap(),
-            inner: Arc::new(Mutex::new(Inner::default())),
-            changed: watch::channel(0).0,
-            release: Arc::new(Notify::new()),
+            rec: Recorder::new(),
         };
         let path = match vendor {
             Vendor::SendGrid => "/v3/mail/send",
@@ -208,33 +196,34 @@ impl EmailFake {
     }
 
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
-        self.inner.lock().unwrap().script.extend(answers);
+        self.rec.script(answers);
     }
 
     /// The answer once the script has run out.
     pub fn set_default(&self, answer: Answer) {
-        self.inner.lock().unwrap().default = Some(answer);
+        self.rec.set_default(answer);
     }
 
     /// Lets every held (`Hang`) request answer `Ok`.
     pub fn release_held(&self) {
-        self.release.notify_waiters();
+        self.rec.release_held();
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.inner.lock().unwrap().received.clone()
+        self.rec.received()
     }
 
     /// The emails the fake answered as queued.
     pub fn accepted(&self) -> Vec<Email> {
-        let inner = self.inner.lock().unwrap();
-        let accepted = inner.received.iter().filter(|r| r.accepted);
-        accepted.filter_map(|r| r.email.clone()).collect()
+        self.rec.read(|got| {
+            let accepted = got.iter().filter(|r| r.accepted);
+            accepted.filter_map(|r| r.email.clone()).collect()
+        })
     }
 
     pub fn accepted_count(&self) -> usize {
-        let inner = self.inner.lock().unwrap();
-        inner.received.iter().filter(|r| r.accepted).count()
+        self.rec
+            .read(|got| got.iter().filter(|r| r.accepted).count())
     }
 
     /// Waits until `n` requests have arrived (answered or not), or panics after `within`.
@@ -245,34 +234,12 @@ impl EmailFake {
 
     /// Waits until `pred` holds over what was received, or panics after `within`.
     pub async fn wait_for(&self, what: &str, within: Duration, pred: impl Fn(&[Received]) -> bool) {
-        let mut rx = self.changed.subscribe();
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if pred(&self.inner.lock().unwrap().received) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                let got = self.received().len();
-                panic!(
-                    "timed out after {within:?} waiting for {what} ({:?} fake received {got})",
-                    self.vendor
-                );
-            }
-        }
-    }
-
-    fn next_answer(&self) -> Answer {
-        let mut inner = self.inner.lock().unwrap();
-        let next = inner.script.pop_front();
-        next.or_else(|| inner.default.clone()).unwrap_or(Answer::Ok)
+        let who = format!("{:?} fake", self.vendor);
+        self.rec.wait_for(&who, what, within, pred).await
     }
 
     fn record(&self, req: &Incoming, email: Option<Email>) -> usize {
-        let mut inner = self.inner.lock().unwrap();
-        inner.received.push(Received {
+        self.rec.push(Received {
             at: Instant::now(),
             path: req.path.clone(),
             headers: req.headers.clone(),
@@ -280,19 +247,14 @@ impl EmailFake {
             email,
             answered: None,
             accepted: false,
-        });
-        let i = inner.received.len() - 1;
-        drop(inner);
-        self.changed.send_modify(|n| *n += 1);
-        i
+        })
     }
 
     fn answered(&self, i: usize, reply: &Reply) {
-        let mut inner = self.inner.lock().unwrap();
-        inner.received[i].answered = Some(reply.status);
-        inner.received[i].accepted = reply.accepted;
-        drop(inner);
-        self.changed.send_modify(|n| *n += 1);
+        self.rec.update(i, |r| {
+            r.answered = Some(reply.status);
+            r.accepted = reply.accepted;
+        });
     }
 
     /// The vendor's documented refusal of this request, before any script.
@@ -340,7 +302,7 @@ impl Incoming {
 async fn handle(State(fake): State<EmailFake>, req: Request) -> Response {
     // Created before the request is recorded, so a `release_held` right after
     // `wait_received` cannot be missed.
-    let mut released = pin!(fake.release.notified());
+    let mut released = pin!(fake.rec.next_release());
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -359,7 +321,7 @@ async fn handle(State(fake): State<EmailFake>, req: Request) -> Response {
     let i = fake.record(&req, email.clone());
     let reply = match fake.refuse(&req) {
         Some(refusal) => refusal,
-        None => match fake.next_answer() {
+        None => match fake.rec.next_answer(Answer::Ok) {
             Answer::Slow(d) => {
                 tokio::time::sleep(d).await;
                 fake.reply(&Answer::Ok, &req, email.as_ref())

@@ -9,8 +9,8 @@
 //!   (<https://docs.slack.dev/apis/web-api/rate-limits>): about 1 message per second
 //!   per channel for chat.postMessage.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use tokio::sync::{watch, Notify};
+
+use tokio::sync::futures::Notified;
+
+use crate::recorder::Recorder;
 
 /// One scripted answer; after the script runs out the fake answers `Ok`.
 #[derive(Clone, Debug)]
@@ -52,12 +55,9 @@ pub struct Received {
     pub accepted: bool,
 }
 
+/// Slack's own limit: refuse a message that comes sooner than this after the last.
 #[derive(Default)]
-struct Inner {
-    script: VecDeque<Answer>,
-    default: Option<Answer>,
-    received: Vec<Received>,
-    /// Slack's own limit: refuse a message that comes sooner than this after the last.
+struct Pace {
     min_interval: Option<Duration>,
     last_accepted: Option<Instant>,
     refused_429: usize,
@@ -66,9 +66,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct Fake {
     pub addr: SocketAddr,
-    inner: Arc<Mutex<Inner>>,
-    changed: watch::Sender<usize>,
-    release: Arc<Notify>,
+    rec: Recorder<Answer, Received>,
+    pace: Arc<Mutex<Pace>>,
     pub token: &'static str,
 }
 
@@ -82,17 +81,13 @@ impl Fake {
     }
 
     async fn start(path: &'static str, slack: bool) -> Fake {
-        let (changed, _) = watch::channel(0);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let fake = Fake {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            inner: Arc::new(Mutex::new(Inner::default())),
-            changed,
-            release: Arc::new(Notify::new()),
+            addr: listener.local_addr().unwrap(),
+            rec: Recorder::new(),
+            pace: Arc::new(Mutex::new(Pace::default())),
             token: "xoxb-test-token",
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let fake = Fake { addr, ..fake };
         let handler = if slack {
             post(slack_handler)
         } else {
@@ -112,51 +107,53 @@ impl Fake {
     }
 
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
-        self.inner.lock().unwrap().script.extend(answers);
+        self.rec.script(answers);
     }
 
     /// The answer once the script has run out.
     pub fn set_default(&self, answer: Answer) {
-        self.inner.lock().unwrap().default = Some(answer);
+        self.rec.set_default(answer);
     }
 
     pub fn enforce_min_interval(&self, d: Duration) {
-        self.inner.lock().unwrap().min_interval = Some(d);
+        self.pace.lock().unwrap().min_interval = Some(d);
     }
 
     /// Lets every held (`Hang`) request answer 200.
     pub fn release_held(&self) {
-        self.release.notify_waiters();
+        self.rec.release_held();
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.inner.lock().unwrap().received.clone()
+        self.rec.received()
     }
 
     pub fn refused_429(&self) -> usize {
-        self.inner.lock().unwrap().refused_429
+        self.pace.lock().unwrap().refused_429
     }
 
     /// Bodies the fake accepted with 2xx.
     pub fn accepted(&self) -> Vec<Value> {
-        self.received()
-            .into_iter()
-            .filter(|r| r.accepted)
-            .map(|r| r.json)
-            .collect()
+        self.rec.read(|got| {
+            got.iter()
+                .filter(|r| r.accepted)
+                .map(|r| r.json.clone())
+                .collect()
+        })
     }
 
     /// The most requests that were open at the fake at one time.
     pub fn max_in_flight(&self) -> usize {
-        let got = self.received();
-        got.iter()
-            .map(|r| {
-                got.iter()
-                    .filter(|o| o.at <= r.at && o.answered_at.map_or(true, |done| done > r.at))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
+        self.rec.read(|got| {
+            got.iter()
+                .map(|r| {
+                    got.iter()
+                        .filter(|o| o.at <= r.at && o.answered_at.map_or(true, |done| done > r.at))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0)
+        })
     }
 
     /// Waits until `pred` holds over what was received, or panics after `timeout`.
@@ -166,36 +163,11 @@ impl Fake {
         timeout: Duration,
         pred: impl Fn(&[Received]) -> bool,
     ) {
-        let mut rx = self.changed.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if pred(&self.inner.lock().unwrap().received) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                let got = self.received().len();
-                panic!(
-                    "timed out after {timeout:?} waiting for {what} (fake received {got} requests)"
-                );
-            }
-        }
-    }
-
-    fn next_answer(&self) -> Answer {
-        let mut inner = self.inner.lock().unwrap();
-        inner
-            .script
-            .pop_front()
-            .or_else(|| inner.default.clone())
-            .unwrap_or(Answer::Ok)
+        self.rec.wait_for("the fake", what, timeout, pred).await
     }
 
     fn record(&self, headers: HeaderMap, body: &Bytes) -> usize {
-        let mut inner = self.inner.lock().unwrap();
-        inner.received.push(Received {
+        self.rec.push(Received {
             at: Instant::now(),
             headers,
             body: body.to_vec(),
@@ -203,29 +175,24 @@ impl Fake {
             answered: None,
             answered_at: None,
             accepted: false,
-        });
-        inner.received.len() - 1
+        })
     }
 
     fn answered(&self, i: usize, status: u16, accepted: bool) {
-        let mut inner = self.inner.lock().unwrap();
-        inner.received[i].answered = Some(status);
-        inner.received[i].answered_at = Some(Instant::now());
-        inner.received[i].accepted = accepted;
-        drop(inner);
-        self.changed.send_modify(|n| *n += 1);
+        self.rec.update(i, |r| {
+            r.answered = Some(status);
+            r.answered_at = Some(Instant::now());
+            r.accepted = accepted;
+        });
     }
 
-    /// Plays the next scripted answer: status, Retry-After, Slack error.
-    async fn play(&self) -> (StatusCode, Option<u64>, Option<&'static str>) {
-        let answer = self.next_answer();
-        // Listen for a release before telling waiters the request is here: a test that
-        // sees it and releases at once must not find nobody listening yet.
-        let released = self.release.notified();
-        tokio::pin!(released);
-        released.as_mut().enable();
-        self.changed.send_modify(|n| *n += 1);
-        match answer {
+    /// Plays the next scripted answer: status, Retry-After, Slack error. `released` was
+    /// taken before the request was recorded.
+    async fn play(
+        &self,
+        released: Pin<&mut Notified<'_>>,
+    ) -> (StatusCode, Option<u64>, Option<&'static str>) {
+        match self.rec.next_answer(Answer::Ok) {
             Answer::Ok => (StatusCode::OK, None, None),
             Answer::SlackError(e) => (StatusCode::OK, None, Some(e)),
             Answer::RateLimited(s) => (StatusCode::TOO_MANY_REQUESTS, Some(s), Some("ratelimited")),
@@ -243,6 +210,7 @@ impl Fake {
 }
 
 async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    let released = pin!(fake.rec.next_release());
     let i = fake.record(headers.clone(), &body);
     // The documented checks come first: auth, then arguments.
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
@@ -259,15 +227,15 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
         return (StatusCode::OK, axum::Json(json!({"ok": false, "error": e}))).into_response();
     }
     {
-        let mut inner = fake.inner.lock().unwrap();
-        if let Some(min) = inner.min_interval {
+        let mut pace = fake.pace.lock().unwrap();
+        if let Some(min) = pace.min_interval {
             let now = Instant::now();
-            if inner
+            if pace
                 .last_accepted
                 .is_some_and(|t| now.duration_since(t) < min)
             {
-                inner.refused_429 += 1;
-                drop(inner);
+                pace.refused_429 += 1;
+                drop(pace);
                 fake.answered(i, 429, false);
                 return (
                     StatusCode::TOO_MANY_REQUESTS,
@@ -278,11 +246,11 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
             }
         }
     }
-    let (status, retry_after, error) = fake.play().await;
+    let (status, retry_after, error) = fake.play(released).await;
     let body = match error {
         Some(e) => json!({"ok": false, "error": e}),
         None if status == StatusCode::OK => {
-            fake.inner.lock().unwrap().last_accepted = Some(Instant::now());
+            fake.pace.lock().unwrap().last_accepted = Some(Instant::now());
             json!({"ok": true, "channel": "C024BE91L", "ts": "1503435956.000247"})
         }
         // Slack's edge answers a 5xx with an HTML page, not its JSON envelope.
@@ -305,8 +273,9 @@ async fn slack_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
 }
 
 async fn webhook_handler(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    let released = pin!(fake.rec.next_release());
     let i = fake.record(headers, &body);
-    let (status, retry_after, _) = fake.play().await;
+    let (status, retry_after, _) = fake.play(released).await;
     fake.answered(i, status.as_u16(), status.is_success());
     let mut r = (status, "").into_response();
     if let Some(s) = retry_after {

@@ -4,6 +4,7 @@
 mod email_fakes;
 mod fakes;
 mod helpers;
+mod recorder;
 mod smtp_relay;
 
 mod alertmanager;
