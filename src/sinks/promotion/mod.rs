@@ -38,6 +38,14 @@ pub struct PromotionEnv {
     pub metrics: Arc<Metrics>,
 }
 
+/// What an incident already open for the target means for a firing delivery.
+enum Open {
+    None,
+    /// Its request ended, and an operator asks again: close it and start afresh.
+    FinishedAskedAgain,
+    Settled(Outcome),
+}
+
 pub struct PromotionSink {
     s: PromotionSettings,
     /// The channel's max_age: an unfinished incident older than this lost its sender.
@@ -74,82 +82,135 @@ impl PromotionSink {
         result.unwrap_or_else(|e| Outcome::retryable("promotion_state", e))
     }
 
+    /// The guards in order, then a new incident: each guard either settles the delivery
+    /// or lets it through to the next.
     async fn firing(&self, env: &PromotionEnv, d: &Delivery<'_>) -> Result<Outcome, String> {
+        if let Some(o) = self.own_incident(env, d).await? {
+            return Ok(o);
+        }
         let n = d.notification;
-        let target = self.s.target.clone();
         let manual = is_manual(n);
         let force = manual && n.common_labels.get(FORCE_LABEL) == Some("true");
         let now = now_ms();
-        // A delivery owns at most one incident, closed or not: its retries resend that
-        // incident's key, and once the answer is final they only tell it again.
-        let (t, id, created) = (target.clone(), d.id, d.created_at);
-        let own = env
-            .state
-            .with(move |c| state::owned_by(c, &t, id, created))
-            .await?;
-        if let Some(inc) = own {
-            return Ok(match inc.finished_at {
-                None => self.request(env, &inc, d).await,
-                Some(_) => self.retell(env, d, inc).await,
-            });
-        }
-        let t = target.clone();
-        let open = env.state.with(move |c| state::open_incident(c, &t)).await?;
-        let open_finished = open.as_ref().is_some_and(|i| i.finished_at.is_some());
-        if let Some(inc) = open {
-            let abandoned =
-                inc.finished_at.is_none() && inc.opened_at + self.max_age.as_millis() as i64 <= now;
-            if inc.finished_at.is_none() && (manual || abandoned) {
-                // Its owner gave up (or an operator asks again): this delivery takes the
-                // incident over and sends the same key, so nothing can run twice.
-                let (iid, id, created) = (inc.id, d.id, d.created_at);
-                env.state
-                    .with(move |c| state::take_over(c, iid, id, created))
-                    .await?;
-                tracing::warn!(incident = %inc.key, manual, "taking over an unfinished incident; same key");
-                return Ok(self.request(env, &inc, d).await);
-            }
-            if !manual {
-                self.count(env, "joined");
-                tracing::info!(incident = %inc.key, state = %inc.state, "an incident is open for the target; joined it, no new request");
-                return Ok(Outcome::Delivered);
-            }
-        }
+        let finished_open = match self.open_incident(env, d, manual, now).await? {
+            Open::None => false,
+            Open::FinishedAskedAgain => true,
+            Open::Settled(o) => return Ok(o),
+        };
         // Within the cooldown nothing is closed or opened.
         if let Some(o) = self.cooldown(env, d, force, now).await? {
             return Ok(o);
         }
-        if open_finished {
+        if finished_open {
             // By hand, after the open incident's request ended: start afresh.
-            let t = target.clone();
+            let t = self.s.target.clone();
             env.state.with(move |c| state::close(c, &t, now)).await?;
         }
-        if let (Some(q), false) = (&self.s.quorum, manual) {
-            let values = label_values(n, &q.label);
-            let since = d.created_at - q.within.as_millis() as i64;
-            let (t, at, g) = (target.clone(), d.created_at, n.group_key.clone());
-            let seen = env
-                .state
-                .with(move |c| state::observe(c, &t, &values, &g, at, since))
-                .await?;
-            if (seen.len() as u32) < q.count {
-                self.count(env, "waiting_quorum");
-                tracing::info!(seen = ?seen, needed = q.count, label = %q.label, "quorum not met: not promoting on this report alone");
-                self.tell(
-                    env,
-                    d,
-                    Event::WaitingQuorum {
-                        seen,
-                        needed: q.count,
-                        label: q.label.clone(),
-                        within: q.within,
-                    },
-                )
-                .await?;
-                return Ok(Outcome::Delivered);
+        if !manual {
+            if let Some(o) = self.quorum(env, d).await? {
+                return Ok(o);
             }
         }
-        let t = target.clone();
+        self.open_and_request(env, d, manual, now).await
+    }
+
+    /// A delivery owns at most one incident, closed or not: its retries resend that
+    /// incident's key, and once the answer is final they only tell it again.
+    async fn own_incident(
+        &self,
+        env: &PromotionEnv,
+        d: &Delivery<'_>,
+    ) -> Result<Option<Outcome>, String> {
+        let (t, id, created) = (self.s.target.clone(), d.id, d.created_at);
+        let own = env
+            .state
+            .with(move |c| state::owned_by(c, &t, id, created))
+            .await?;
+        Ok(match own {
+            None => None,
+            Some(inc) if inc.finished_at.is_none() => Some(self.request(env, &inc, d).await),
+            Some(inc) => Some(self.retell(env, d, inc).await),
+        })
+    }
+
+    /// An incident another delivery opened for the target: joined, taken over when its
+    /// owner gave up (or an operator asks again), or, asked again by hand after its
+    /// request ended, let through to start afresh.
+    async fn open_incident(
+        &self,
+        env: &PromotionEnv,
+        d: &Delivery<'_>,
+        manual: bool,
+        now: i64,
+    ) -> Result<Open, String> {
+        let t = self.s.target.clone();
+        let Some(inc) = env.state.with(move |c| state::open_incident(c, &t)).await? else {
+            return Ok(Open::None);
+        };
+        let unfinished = inc.finished_at.is_none();
+        let abandoned = unfinished && inc.opened_at + self.max_age.as_millis() as i64 <= now;
+        if unfinished && (manual || abandoned) {
+            // This delivery takes the incident over and sends the same key, so nothing
+            // can run twice.
+            let (iid, id, created) = (inc.id, d.id, d.created_at);
+            env.state
+                .with(move |c| state::take_over(c, iid, id, created))
+                .await?;
+            tracing::warn!(incident = %inc.key, manual, "taking over an unfinished incident; same key");
+            return Ok(Open::Settled(self.request(env, &inc, d).await));
+        }
+        if !manual {
+            self.count(env, "joined");
+            tracing::info!(incident = %inc.key, state = %inc.state, "an incident is open for the target; joined it, no new request");
+            return Ok(Open::Settled(Outcome::Delivered));
+        }
+        Ok(Open::FinishedAskedAgain)
+    }
+
+    /// Fewer monitors than the quorum have reported the target down within its window:
+    /// tell it, and the delivery ends here.
+    async fn quorum(
+        &self,
+        env: &PromotionEnv,
+        d: &Delivery<'_>,
+    ) -> Result<Option<Outcome>, String> {
+        let Some(q) = &self.s.quorum else {
+            return Ok(None);
+        };
+        let n = d.notification;
+        let values = label_values(n, &q.label);
+        let since = d.created_at - q.within.as_millis() as i64;
+        let (t, at, g) = (self.s.target.clone(), d.created_at, n.group_key.clone());
+        let seen = env
+            .state
+            .with(move |c| state::observe(c, &t, &values, &g, at, since))
+            .await?;
+        if seen.len() as u32 >= q.count {
+            return Ok(None);
+        }
+        self.count(env, "waiting_quorum");
+        tracing::info!(seen = ?seen, needed = q.count, label = %q.label, "quorum not met: not promoting on this report alone");
+        let waiting = Event::WaitingQuorum {
+            seen,
+            needed: q.count,
+            label: q.label.clone(),
+            within: q.within,
+        };
+        self.tell(env, d, waiting).await?;
+        Ok(Some(Outcome::Delivered))
+    }
+
+    /// Opens an incident with epoch = last seen + 1 (stored before the first request),
+    /// tells the outcome channels, and sends the request.
+    async fn open_and_request(
+        &self,
+        env: &PromotionEnv,
+        d: &Delivery<'_>,
+        manual: bool,
+        now: i64,
+    ) -> Result<Outcome, String> {
+        let n = d.notification;
+        let t = self.s.target.clone();
         let epoch = match env.state.with(move |c| state::last_epoch(c, &t)).await? {
             Some(e) => e,
             None => match self.current_epoch(d).await {
@@ -161,7 +222,7 @@ impl PromotionSink {
         let firing_since = n
             .firing_since()
             .map_or(d.created_at, |t| t.timestamp_millis());
-        let (t, r, id, created) = (target.clone(), reason.clone(), d.id, d.created_at);
+        let (t, r, id, created) = (self.s.target.clone(), reason.clone(), d.id, d.created_at);
         let (inc, opened) = env
             .state
             .with(move |c| {
