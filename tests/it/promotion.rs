@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::endpoint::support::{endpoint_config, runs};
-use crate::fakes::Fake;
+use crate::fakes::{Answer, Fake};
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -484,6 +484,41 @@ async fn a_resolve_cancels_a_held_promotion_even_when_the_outbox_is_full() {
         "only the resolve was attempted"
     );
     assert!(p.runs().is_empty());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn the_resolved_message_is_told_once_the_outbox_has_room_again() {
+    // Room for the two outcome messages of the promotion and the resolve itself: the
+    // "resolved" message finds the outbox full while the outcome channel hangs.
+    let p = pair(0, "\n[storage]\nmax_pending = 3").await;
+    p.outcomes.set_default(Answer::Hang);
+    let (status, _) = p.caller.post(primary_down("told", "mon1", false)).await;
+    assert_eq!(status, 200);
+    p.wait_runs(1).await;
+    p.outcomes
+        .wait_for("requested and succeeded, held", WAIT, |r| r.len() >= 2)
+        .await;
+    let (status, _) = p.caller.post(primary_down("told", "mon1", true)).await;
+    assert_eq!(status, 200);
+    p.caller
+        .wait_metric(
+            "amrelay_delivery_attempt_failures_total{channel=\"promote\",reason=\"promotion_state\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    p.outcomes.set_default(Answer::Ok);
+    p.outcomes.release_held();
+    let told = p.outcome("no failback").await;
+    assert!(told.contains("resolved for primary"), "{told}");
+    p.caller
+        .wait_metric(
+            "amrelay_deliveries_delivered_total{channel=\"promote\"}",
+            2.0,
+            WAIT,
+        )
+        .await;
     p.stop().await;
 }
 

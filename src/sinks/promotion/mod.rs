@@ -285,20 +285,34 @@ impl PromotionSink {
         }
     }
 
+    /// Closes the incident, told first: if the message cannot be stored (a full outbox),
+    /// the retry finds the incident still open and tells it again. A message stored
+    /// twice is one delivery: its dedup key is the same.
     async fn resolved(&self, env: &PromotionEnv, d: &Delivery<'_>) -> Result<Outcome, String> {
         let t = self.s.target.clone();
         let now = now_ms();
         let g = d.notification.group_key.clone();
-        let closed = env
+        let open = env
             .state
             .with(move |c| {
                 state::resolved_group(c, &t, &g)?;
-                state::close(c, &t, now)
+                state::open_incident(c, &t)
             })
             .await?;
-        if let Some(inc) = closed {
+        if let Some(inc) = open {
+            self.tell(
+                env,
+                d,
+                Event::Resolved {
+                    incident: inc.clone(),
+                },
+            )
+            .await?;
+            let id = inc.id;
+            env.state
+                .with(move |c| state::close_incident(c, id, now))
+                .await?;
             tracing::info!(incident = %inc.key, "the alert resolved: incident closed, no failback");
-            self.tell(env, d, Event::Resolved { incident: inc }).await?;
         }
         Ok(Outcome::Delivered)
     }

@@ -216,6 +216,15 @@ pub fn finish(
 }
 
 /// Closes the target's open incident (its alert resolved); returns it.
+/// Closes this incident, if it is still open.
+pub fn close_incident(c: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE incidents SET closed_at = ?2 WHERE id = ?1 AND closed_at IS NULL",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
 pub fn close(c: &Connection, target: &str, now: i64) -> rusqlite::Result<Option<Incident>> {
     let open = open_incident(c, target)?;
     if let Some(i) = &open {
