@@ -77,8 +77,14 @@ impl App {
             Some(e) => Some(Endpoint::start(e, &settings.storage.path, metrics.clone()).await?),
             None => None,
         };
-        let caller = CallerState::open(&settings.storage.path)
-            .map_err(|e| anyhow::anyhow!("opening the promotion state: {e}"))?;
+        // Opened now only when a promotion channel needs it; a reload that adds one, or
+        // the admin API, opens it on first use.
+        let caller = CallerState::at(&settings.storage.path);
+        if settings.promotion_channels().next().is_some() {
+            caller
+                .open_now()
+                .map_err(|e| anyhow::anyhow!("opening the promotion state: {e}"))?;
+        }
         let sinks = SinkContext {
             client: sinks::http_client(),
             promotion: Some(PromotionEnv {

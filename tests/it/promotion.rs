@@ -488,6 +488,25 @@ async fn a_resolve_cancels_a_held_promotion_even_when_the_outbox_is_full() {
 }
 
 #[tokio::test]
+async fn the_promotion_state_file_is_made_only_where_a_promotion_channel_needs_it() {
+    let hook = Fake::webhook().await;
+    let plain = spawn_app(&hook_config(&hook.hook_url(), "")).await;
+    let (status, _) = plain.post(primary_down("plain", "mon1", false)).await;
+    assert_eq!(status, 200);
+    hook.wait_for("the notification", WAIT, |r| !r.is_empty())
+        .await;
+    let store = store_path(plain.dir.path());
+    assert!(store.join("amrelay.db").exists());
+    assert!(!store.join("promotion-caller.db").exists());
+    plain.stop().await;
+    let p = pair(0, "").await;
+    assert!(store_path(p.caller.dir.path())
+        .join("promotion-caller.db")
+        .exists());
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn the_resolved_message_is_told_once_the_outbox_has_room_again() {
     // Room for the two outcome messages of the promotion and the resolve itself: the
     // "resolved" message finds the outbox full while the outcome channel hangs.

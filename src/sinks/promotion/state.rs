@@ -3,7 +3,7 @@
 //! (`promotion-caller.db`), synchronous=FULL: an incident is on disk before the first
 //! request for it leaves.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -59,25 +59,31 @@ pub struct Incident {
     pub detail: Option<String>,
 }
 
-/// Shared by every promotion channel of one process (and by the admin API).
+/// Shared by every promotion channel of one process (and by the admin API). The file is
+/// created when first needed: a configuration without promotion channels has none.
 #[derive(Clone)]
-pub struct CallerState(Arc<Mutex<Connection>>);
+pub struct CallerState(Arc<Caller>);
+
+struct Caller {
+    path: PathBuf,
+    conn: Mutex<Option<Connection>>,
+}
 
 pub type Result<T> = std::result::Result<T, String>;
 
 impl CallerState {
-    pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = dir.join("promotion-caller.db");
-        let conn = Connection::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let init = || -> rusqlite::Result<()> {
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            conn.execute_batch(SCHEMA)
-        };
-        init().map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(CallerState(Arc::new(Mutex::new(conn))))
+    /// Where the state lives; `open_now` or the first `with` opens it.
+    pub fn at(dir: &Path) -> Self {
+        CallerState(Arc::new(Caller {
+            path: dir.join("promotion-caller.db"),
+            conn: Mutex::new(None),
+        }))
+    }
+
+    /// Opens (or creates) the file now, so that start-up fails on a store it cannot use.
+    pub fn open_now(&self) -> Result<()> {
+        let mut conn = self.0.conn.lock().unwrap_or_else(|e| e.into_inner());
+        open_into(&self.0.path, &mut conn).map(|_| ())
     }
 
     /// Runs `f` on the connection off the async threads.
@@ -85,14 +91,38 @@ impl CallerState {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = self.0.clone();
+        let caller = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut c).map_err(|e| format!("promotion state: {e}"))
+            let mut conn = caller.conn.lock().unwrap_or_else(|e| e.into_inner());
+            let c = open_into(&caller.path, &mut conn)?;
+            f(c).map_err(|e| format!("promotion state: {e}"))
         })
         .await
         .map_err(|e| format!("promotion state: {e}"))?
     }
+}
+
+fn open_into<'c>(path: &Path, slot: &'c mut Option<Connection>) -> Result<&'c mut Connection> {
+    if slot.is_none() {
+        *slot = Some(open(path)?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| format!("{}: not open", path.display()))
+}
+
+fn open(path: &Path) -> Result<Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let init = || -> rusqlite::Result<()> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)
+    };
+    init().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(conn)
 }
 
 pub fn last_epoch(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
