@@ -41,8 +41,8 @@ pub struct PromotionEnv {
 /// What an incident already open for the target means for a firing delivery.
 enum Open {
     None,
-    /// Its request ended, and an operator asks again: close it and start afresh.
-    FinishedAskedAgain,
+    /// Its request ended, and an operator asks again: close it (this id) and start afresh.
+    FinishedAskedAgain(i64),
     Settled(Outcome),
 }
 
@@ -93,18 +93,19 @@ impl PromotionSink {
         let force = manual && n.common_labels.get(FORCE_LABEL) == Some("true");
         let now = now_ms();
         let finished_open = match self.open_incident(env, d, manual, now).await? {
-            Open::None => false,
-            Open::FinishedAskedAgain => true,
+            Open::None => None,
+            Open::FinishedAskedAgain(id) => Some(id),
             Open::Settled(o) => return Ok(o),
         };
         // Within the cooldown nothing is closed or opened.
         if let Some(o) = self.cooldown(env, d, force, now).await? {
             return Ok(o);
         }
-        if finished_open {
+        if let Some(id) = finished_open {
             // By hand, after the open incident's request ended: start afresh.
-            let t = self.s.target.clone();
-            env.state.with(move |c| state::close(c, &t, now)).await?;
+            env.state
+                .with(move |c| state::close_incident(c, id, now))
+                .await?;
         }
         if !manual {
             if let Some(o) = self.quorum(env, d).await? {
@@ -164,7 +165,7 @@ impl PromotionSink {
             tracing::info!(incident = %inc.key, state = %inc.state, "an incident is open for the target; joined it, no new request");
             return Ok(Open::Settled(Outcome::Delivered));
         }
-        Ok(Open::FinishedAskedAgain)
+        Ok(Open::FinishedAskedAgain(inc.id))
     }
 
     /// Fewer monitors than the quorum have reported the target down within its window:

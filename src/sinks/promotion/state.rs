@@ -102,12 +102,13 @@ impl CallerState {
     }
 }
 
+/// The connection in `slot`, opened into it first if it is not there yet.
 fn open_into<'c>(path: &Path, slot: &'c mut Option<Connection>) -> Result<&'c mut Connection> {
-    if slot.is_none() {
-        *slot = Some(open(path)?);
-    }
-    slot.as_mut()
-        .ok_or_else(|| format!("{}: not open", path.display()))
+    let conn = match slot.take() {
+        Some(c) => c,
+        None => open(path)?,
+    };
+    Ok(slot.insert(conn))
 }
 
 fn open(path: &Path) -> Result<Connection> {
@@ -245,7 +246,6 @@ pub fn finish(
     Ok(())
 }
 
-/// Closes the target's open incident (its alert resolved); returns it.
 /// Closes this incident, if it is still open.
 pub fn close_incident(c: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
     c.execute(
@@ -253,17 +253,6 @@ pub fn close_incident(c: &Connection, id: i64, now: i64) -> rusqlite::Result<()>
         params![id, now],
     )?;
     Ok(())
-}
-
-pub fn close(c: &Connection, target: &str, now: i64) -> rusqlite::Result<Option<Incident>> {
-    let open = open_incident(c, target)?;
-    if let Some(i) = &open {
-        c.execute(
-            "UPDATE incidents SET closed_at = ?2 WHERE id = ?1",
-            params![i.id, now],
-        )?;
-    }
-    Ok(open)
 }
 
 /// A report older than this is forgotten, even if its group never resolved.
@@ -380,7 +369,8 @@ mod tests {
         assert_eq!(last_epoch(&c, "primary").unwrap(), None);
         finish(&c, a.id, "promoted", "ok", 20).unwrap();
         assert_eq!(last_promoted_at(&c, "primary").unwrap(), Some(20));
-        assert_eq!(close(&c, "primary", 30).unwrap().map(|i| i.id), Some(a.id));
+        close_incident(&c, a.id, 30).unwrap();
+        assert_eq!(open_incident(&c, "primary").unwrap(), None);
         let (c2, opened) = open_or_join(&mut c, &new(3, 6)).unwrap();
         assert!(opened);
         assert_eq!(c2.key, "primary/6");
