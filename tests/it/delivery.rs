@@ -324,24 +324,10 @@ async fn concurrency_bounds_the_requests_open_at_the_channel() {
     hook.set_default(Answer::Slow(Duration::from_millis(20)));
     let app = spawn_app(&hook_config(&hook.hook_url(), "concurrency = 3\n")).await;
     const N: usize = 40;
-    let mut posts = tokio::task::JoinSet::new();
-    for i in 0..N {
-        let (client, url) = (app.client.clone(), app.url("/webhook/alertmanager"));
-        posts.spawn(async move {
-            let body = notification("primary-down-firing", &format!("bounded-{i}"));
-            client
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        });
-    }
-    while let Some(status) = posts.join_next().await {
-        assert_eq!(status.unwrap(), 200);
-    }
+    app.post_all_at_once(
+        (0..N).map(|i| notification("primary-down-firing", &format!("bounded-{i}"))),
+    )
+    .await;
     app.wait_metric(
         "amrelay_deliveries_delivered_total{channel=\"hook\"}",
         N as f64,
@@ -368,24 +354,10 @@ async fn a_single_slot_channel_delivers_a_concurrent_burst() {
     hook.set_default(Answer::Slow(Duration::from_millis(2)));
     let app = spawn_app(&hook_config(&hook.hook_url(), "concurrency = 1\n")).await;
     const N: usize = 200;
-    let mut posts = tokio::task::JoinSet::new();
-    for i in 0..N {
-        let (client, url) = (app.client.clone(), app.url("/webhook/alertmanager"));
-        posts.spawn(async move {
-            let body = notification("primary-down-firing", &format!("single-{i}"));
-            client
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        });
-    }
-    while let Some(status) = posts.join_next().await {
-        assert_eq!(status.unwrap(), 200);
-    }
+    app.post_all_at_once(
+        (0..N).map(|i| notification("primary-down-firing", &format!("single-{i}"))),
+    )
+    .await;
     app.wait_metric(
         "amrelay_deliveries_delivered_total{channel=\"hook\"}",
         N as f64,

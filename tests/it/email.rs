@@ -207,28 +207,10 @@ async fn a_slow_relay_with_both_alertmanagers_sending_gets_each_email_once() {
     let app =
         spawn_app(&(smtp_channel("mail", &relay, "concurrency = 4\n") + &route_to("mail"))).await;
     // Each notification twice, as an HA pair sends it, all at once.
-    let mut posts = tokio::task::JoinSet::new();
-    for i in 0..8 {
-        for _ in 0..2 {
-            let body = notification("group-firing-3-alerts", &format!("slow-{i}"));
-            let client = app.client.clone();
-            let url = app.url("/webhook/alertmanager");
-            posts.spawn(async move {
-                client
-                    .post(url)
-                    .bearer_auth(crate::helpers::BEARER)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            });
-        }
-    }
-    while let Some(status) = posts.join_next().await {
-        assert_eq!(status.unwrap(), 200);
-    }
+    app.post_all_at_once(
+        (0..16).map(|i| notification("group-firing-3-alerts", &format!("slow-{}", i / 2))),
+    )
+    .await;
     assert_eq!(
         app.metric("amrelay_notifications_deduplicated_total").await,
         8.0

@@ -103,6 +103,23 @@ impl TestApp {
         (status, json)
     }
 
+    /// Posts every body at once, as a burst, and asserts that each was taken (200).
+    pub async fn post_all_at_once(&self, bodies: impl IntoIterator<Item = Vec<u8>>) {
+        let mut posts = tokio::task::JoinSet::new();
+        for body in bodies {
+            let req = self
+                .client
+                .post(self.url("/webhook/alertmanager"))
+                .header("content-type", "application/json")
+                .bearer_auth(BEARER)
+                .body(body);
+            posts.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
+        }
+        while let Some(sent) = posts.join_next().await {
+            assert_eq!(sent.unwrap().unwrap(), 200);
+        }
+    }
+
     /// The value of one sample (`name{labels}` exactly as exposed), 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
         metric_at(&self.client, &self.url(""), sample).await
