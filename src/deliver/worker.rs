@@ -140,8 +140,9 @@ impl ChannelWorker {
             let free = permits.available_permits();
             if free == 0 || !dirty {
                 // Slots are held by deliveries (sending or waiting to), or by ingest for
-                // hand-offs on their way; or there is nothing to claim. A reservation ingest gave back (duplicate,
-                // refused) frees a slot silently: the deadline looks again.
+                // hand-offs on their way; or there is nothing to claim. A reservation
+                // ingest gave back (duplicate, refused) frees a slot silently: the
+                // deadline looks again.
                 let deadline = if dirty {
                     Instant::now() + IDLE_POLL
                 } else {

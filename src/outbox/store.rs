@@ -13,6 +13,9 @@ use super::stored;
 use super::types::*;
 use crate::pipeline::dedup;
 
+/// The store's file under `storage.path`.
+const DB_FILE: &str = "amrelay.db";
+
 pub struct Store {
     conn: Connection,
     durability: Durability,
@@ -34,7 +37,7 @@ impl Store {
     pub fn open(dir: &Path, limits: &Limits) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        let conn = Connection::open(dir.join("amrelay.db"))?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
         schema::open(&conn)?;
         let since = now_ms() - limits.dedup_window.as_millis() as i64;
         let seen = Seen::load(&conn, since)?;
@@ -48,7 +51,7 @@ impl Store {
     /// A read-only connection to the store in `dir`, for queries that must not hold up
     /// the writer (WAL readers and the writer do not block each other).
     pub(super) fn open_reader(dir: &Path) -> Result<Connection, StoreError> {
-        let conn = Connection::open(dir.join("amrelay.db"))?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "query_only", "ON")?;
         Ok(conn)
