@@ -14,12 +14,13 @@ use crate::admin::{self, AdminState};
 use crate::collector::Collector;
 use crate::config::Settings;
 use crate::deliver::Deliverer;
+use crate::domain::time::now_ms;
 use crate::ingest::{self, AppState, Pipeline};
-use crate::outbox::{now_ms, Limits, Outbox};
+use crate::outbox::{Limits, Outbox};
 use crate::pipeline::{Holds, Router as Routes};
 use crate::promotion::endpoint::Endpoint;
 use crate::sinks::promotion::{state::CallerState, PromotionEnv};
-use crate::sinks::{self, SinkContext};
+use crate::sinks::SinkContext;
 use crate::telemetry::Metrics;
 
 const STATS_EVERY: Duration = Duration::from_secs(2);
@@ -86,14 +87,15 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("opening the promotion state: {e}"))?;
         }
         let sinks = SinkContext {
-            client: sinks::http_client(),
+            client: crate::net::client().context("building the HTTP client")?,
             promotion: Some(PromotionEnv {
                 state: caller.clone(),
                 outbox: outbox.clone(),
                 metrics: metrics.clone(),
             }),
         };
-        let deliverer = Deliverer::start(&settings, &outbox, &metrics, &sinks);
+        let built = Deliverer::build_sinks(&settings, &sinks)?;
+        let deliverer = Deliverer::start(&settings, built, &outbox, &metrics);
         let collector = if settings.collector.enabled() {
             Some(Collector::start(&settings, &metrics, &sinks.client)?)
         } else {
@@ -217,6 +219,16 @@ impl Reloader {
     /// Swaps routes, auth and channels. The listen address and the store need a restart.
     pub async fn reload(&self, new: Settings) {
         let mut current = self.current.lock().await;
+        let built = match Deliverer::build_sinks(&new, &self.sinks) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "reload refused; the running configuration stays"
+                );
+                return;
+            }
+        };
         let mut slot = self.deliverer.lock().await;
         let Some(old) = slot.take() else {
             tracing::warn!("SIGHUP during shutdown: reload skipped");
@@ -246,7 +258,7 @@ impl Reloader {
                 tracing::error!(error = %e, "cannot return abandoned deliveries to pending; they are retried at the next start");
             }
         }
-        let started = Deliverer::start(&new, &self.state.outbox, &self.state.metrics, &self.sinks);
+        let started = Deliverer::start(&new, built, &self.state.outbox, &self.state.metrics);
         self.state.replace_pipeline(pipeline(&new, &started));
         *slot = Some(started);
         tracing::info!(

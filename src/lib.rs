@@ -35,6 +35,7 @@ pub mod config;
 pub mod deliver;
 pub mod domain;
 pub mod ingest;
+pub mod net;
 pub mod outbox;
 pub mod pipeline;
 pub mod promotion;

@@ -290,7 +290,7 @@ fn send_test(path: &Path, name: &str, dry_run: bool) -> ExitCode {
     let started = std::time::Instant::now();
     let outcome = rt.block_on(amrelay::sinks::send_test::send(channel));
     let took = started.elapsed();
-    use amrelay::sinks::Outcome;
+    use amrelay::net::Outcome;
     match outcome {
         Outcome::Delivered => {
             println!(

@@ -22,9 +22,10 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::config::{HttpAuth, Settings};
+use crate::domain::time::now_ms;
 use crate::domain::{LabelSet, Notification};
 use crate::ingest::{auth, internal};
-use crate::outbox::{now_ms, Outbox};
+use crate::outbox::Outbox;
 use crate::sinks::promotion::state::{self, CallerState, Incident};
 use crate::sinks::promotion::{FORCE_LABEL, MANUAL_LABEL};
 

@@ -109,7 +109,7 @@ pub async fn run_alone(
         anyhow::bail!("collector.targets: `amrelay collect` needs at least one target");
     }
     let metrics = Arc::new(Metrics::new());
-    let collector = Collector::start(&settings, &metrics, &crate::sinks::http_client())?;
+    let collector = Collector::start(&settings, &metrics, &crate::net::client()?)?;
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("binding server.listen {}", settings.server.listen))?;

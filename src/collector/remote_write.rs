@@ -12,8 +12,8 @@ use reqwest::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use secrecy::ExposeSecret;
 
 use crate::config::{HttpAuth, RemoteWriteSettings};
-use crate::sinks::http::{classify_error, classify_status};
-use crate::sinks::Outcome;
+use crate::net::http::{classify_error, classify_status};
+use crate::net::Outcome;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {

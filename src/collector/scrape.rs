@@ -19,7 +19,7 @@ use super::parse::{self, Format};
 use super::remote_write::{self, Label, TimeSeries, WriteRequest};
 use super::sender::Endpoint;
 use crate::config::TargetSettings;
-use crate::outbox::now_ms;
+use crate::domain::time::now_ms;
 use crate::telemetry::metrics::CollectorMetrics;
 use crate::telemetry::Metrics;
 
@@ -251,6 +251,6 @@ fn transport(e: reqwest::Error) -> ScrapeError {
     };
     ScrapeError {
         reason,
-        detail: crate::sinks::http::error_chain(&e),
+        detail: crate::net::http::error_chain(&e),
     }
 }

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::buffer::{Batch, Buffer, Dropped, Stats};
 use super::remote_write;
 use crate::config::RemoteWriteSettings;
-use crate::outbox::now_ms;
-use crate::sinks::Outcome;
+use crate::domain::time::now_ms;
+use crate::net::Outcome;
 use crate::telemetry::metrics::CollectorMetrics;
 use crate::telemetry::Metrics;
 

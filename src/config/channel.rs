@@ -193,7 +193,7 @@ pub(super) fn signing_secret(
         c.secret_file.as_deref(),
         c.secret_env.as_deref(),
     )?;
-    match crate::sinks::webhook::SigningKey::parse(&secret) {
+    match crate::domain::signature::SigningKey::parse(&secret) {
         Ok(_) => Some(secret),
         Err(e) => {
             let k = if c.secret_file.is_some() {

@@ -7,7 +7,6 @@ use secrecy::SecretString;
 
 use super::raw::RawChannel;
 use super::Problems;
-use crate::sinks::email::Templates;
 
 #[derive(Debug, Clone)]
 pub struct EmailSettings {
@@ -15,8 +14,17 @@ pub struct EmailSettings {
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
     pub cc: Vec<Mailbox>,
-    pub templates: Templates,
+    pub templates: TemplateSources,
     pub provider: EmailProvider,
+}
+
+/// A channel's own templates (None: the shipped default), each known to compile. The
+/// sink compiles its renderer from them (`sinks::email`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemplateSources {
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +255,11 @@ fn smtp(c: &RawChannel, key: &dyn Fn(&str) -> String, p: &mut Problems) -> Optio
     })
 }
 
-fn templates(c: &RawChannel, key: &dyn Fn(&str) -> String, p: &mut Problems) -> Option<Templates> {
+fn templates(
+    c: &RawChannel,
+    key: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> Option<TemplateSources> {
     let mut read = |k: &str, path: Option<&str>| -> Option<String> {
         let path = path?;
         std::fs::read_to_string(path)
@@ -256,17 +268,25 @@ fn templates(c: &RawChannel, key: &dyn Fn(&str) -> String, p: &mut Problems) -> 
     };
     let text = read("text_template_file", c.text_template_file.as_deref());
     let html = read("html_template_file", c.html_template_file.as_deref());
-    match Templates::compile(c.subject.clone(), text, html) {
-        Ok(t) => Some(t),
-        Err((which, e)) => {
-            let k = match which {
-                "subject" => "subject",
-                "text" => "text_template_file",
-                _ => "html_template_file",
-            };
-            p.push(key(k), e)
+    let sources = TemplateSources {
+        subject: c.subject.clone(),
+        text,
+        html,
+    };
+    let mut ok = true;
+    for (k, source) in [
+        ("subject", &sources.subject),
+        ("text_template_file", &sources.text),
+        ("html_template_file", &sources.html),
+    ] {
+        if let Some(source) = source {
+            if let Err(e) = minijinja::Environment::new().template_from_str(source) {
+                ok = false;
+                p.push::<()>(key(k), format!("template does not compile: {e:#}"));
+            }
         }
     }
+    ok.then_some(sources)
 }
 
 fn addresses(

@@ -17,7 +17,7 @@ use std::time::Duration;
 use reqwest::Url;
 use secrecy::SecretString;
 
-pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls};
+pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls, TemplateSources};
 pub use promotion::{PromotionSettings, Quorum};
 pub use promotion_endpoint::PromotionEndpointSettings;
 pub use values::Rate;

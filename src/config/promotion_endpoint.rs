@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use super::raw::RawPromotionEndpoint;
 use super::{values, Problems};
-use crate::sinks::webhook::SigningKey;
+use crate::domain::signature::SigningKey;
 
 #[derive(Debug, Clone)]
 pub struct PromotionEndpointSettings {

@@ -76,16 +76,27 @@ impl Lanes {
 }
 
 impl Deliverer {
+    /// Every channel's sink, built before any worker starts, so that a channel that
+    /// cannot be built leaves the running configuration as it was.
+    pub fn build_sinks(settings: &Settings, ctx: &SinkContext) -> anyhow::Result<Vec<Sink>> {
+        settings
+            .channels
+            .iter()
+            .map(|c| Sink::build(c, ctx).map_err(|e| anyhow::anyhow!("channels.{}: {e}", c.name)))
+            .collect()
+    }
+
+    /// One worker per channel; `sinks` from [`Deliverer::build_sinks`], in channel order.
     pub fn start(
         settings: &Settings,
+        sinks: Vec<Sink>,
         outbox: &Outbox,
         metrics: &Arc<Metrics>,
-        sinks: &SinkContext,
     ) -> Self {
         let stop = CancellationToken::new();
         let mut lanes = HashMap::new();
         let mut workers = Vec::new();
-        for c in &settings.channels {
+        for (c, sink) in settings.channels.iter().zip(sinks) {
             let (kind, provider) = c.kind.describe();
             metrics.init_channel(&c.name, kind, provider);
             if let crate::config::ChannelKind::Promotion(p) = &c.kind {
@@ -102,7 +113,7 @@ impl Deliverer {
                     tx,
                 },
             );
-            let w = ChannelWorker::new(c, Sink::build(c, sinks), outbox.clone(), metrics.clone());
+            let w = ChannelWorker::new(c, sink, outbox.clone(), metrics.clone());
             workers.push(tokio::spawn(Arc::new(w).run(permits, rx, stop.clone())));
         }
         Deliverer {

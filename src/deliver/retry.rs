@@ -5,7 +5,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::config::DeliveryPolicy;
-use crate::sinks::Outcome;
+use crate::net::Outcome;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {

@@ -16,9 +16,11 @@ use tracing::Instrument;
 use super::circuit::{Admit, Circuit, State};
 use super::retry::{self, Decision};
 use crate::config::{ChannelSettings, DeliveryPolicy};
+use crate::domain::time::now_ms;
 use crate::domain::Notification;
-use crate::outbox::{now_ms, stored, Claimed, Completion, Outbox};
-use crate::sinks::{Delivery, Outcome, Sink};
+use crate::net::Outcome;
+use crate::outbox::{stored, Claimed, Completion, Outbox};
+use crate::sinks::{Delivery, Sink};
 use crate::telemetry::metrics::{AttemptLabels, ChannelReasonLabels};
 use crate::telemetry::Metrics;
 

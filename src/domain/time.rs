@@ -3,6 +3,14 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+/// Now, in milliseconds since the Unix epoch: how every stored time is kept.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 /// RFC 3339 in UTC with milliseconds (`2026-11-26T23:06:01.123Z`), for JSON and the CLI.
 /// None for a time chrono cannot represent.
 pub fn rfc3339(ms: i64) -> Option<String> {

@@ -2,9 +2,10 @@
 //! the same road as Alertmanager's: encoded in the v4 wire format, deduplicated by their
 //! key, committed to the outbox, delivered by the channels' workers.
 
+use crate::domain::time::now_ms;
+use crate::domain::DedupKey;
 use crate::domain::Notification;
-use crate::outbox::{now_ms, stored, Enqueued, Hold, NewNotification, Outbox, StoreError};
-use crate::pipeline::DedupKey;
+use crate::outbox::{stored, Enqueued, Hold, NewNotification, Outbox, StoreError};
 
 /// The receiver names of amrelay's own notifications start with this; ingest refuses
 /// them from outside.
@@ -27,7 +28,8 @@ pub async fn enqueue(
         key: DedupKey::of(n),
         group_key: n.group_key.clone(),
         received_at: now_ms(),
-        payload: stored::encode(super::wire::encode(n).as_bytes()).map_err(StoreError::Io)?,
+        payload: stored::encode(crate::domain::wire::encode(n).as_bytes())
+            .map_err(StoreError::Io)?,
         channels: channels.to_vec(),
         fast: vec![false; channels.len()],
         holds: vec![Hold::default(); channels.len()],

@@ -3,7 +3,6 @@
 
 pub mod auth;
 pub mod internal;
-pub mod wire;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -20,9 +19,10 @@ use tracing::Instrument;
 
 use crate::config::HttpAuth;
 use crate::deliver::{Job, Lanes};
-use crate::domain::Notification;
-use crate::outbox::{now_ms, stored, Completion, Enqueued, NewNotification, Outbox};
-use crate::pipeline::{DedupKey, Holds, Router as Routes};
+use crate::domain::time::now_ms;
+use crate::domain::{wire, DedupKey, Notification};
+use crate::outbox::{stored, Completion, Enqueued, NewNotification, Outbox};
+use crate::pipeline::{Holds, Router as Routes};
 use crate::telemetry::Metrics;
 
 pub const WEBHOOK_PATH: &str = "/webhook/alertmanager";

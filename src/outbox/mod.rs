@@ -12,7 +12,7 @@ mod store;
 mod types;
 mod writer;
 
-pub use store::{now_ms, Limits, Store};
+pub use store::{Limits, Store};
 
 pub mod stored;
 

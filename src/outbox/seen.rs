@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::pipeline::DedupKey;
+use crate::domain::DedupKey;
 
 /// The map is `digest -> notification id`; entries the current transaction added wait
 /// in `staged` until it commits.

@@ -11,7 +11,8 @@ use super::schema;
 use super::seen::Seen;
 use super::stored;
 use super::types::*;
-use crate::pipeline::dedup;
+use crate::domain::dedup;
+use crate::domain::time::now_ms;
 
 /// The store's file under `storage.path`.
 const DB_FILE: &str = "amrelay.db";
@@ -136,13 +137,6 @@ fn recover_inflight(conn: &Connection) -> Result<usize, StoreError> {
         "UPDATE deliveries SET state = 'pending', last_error = 'interrupted: amrelay stopped while the delivery was sending or ready to send' WHERE state = 'inflight'",
         [],
     )?)
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn count_open(conn: &Connection) -> Result<u64, StoreError> {
@@ -519,8 +513,8 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::wire;
-    use crate::pipeline::DedupKey;
+    use crate::domain::wire;
+    use crate::domain::DedupKey;
 
     fn limits() -> Limits {
         Limits {

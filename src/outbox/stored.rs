@@ -8,8 +8,8 @@
 //! a page and every commit writes fewer WAL pages. Format 1 rows, written by an earlier
 //! version, stay readable.
 
+use crate::domain::wire;
 use crate::domain::Notification;
-use crate::ingest::wire;
 
 /// The format of the rows this version writes.
 pub const FORMAT: i64 = 2;

@@ -1,6 +1,6 @@
 //! What goes in and out of the outbox.
 
-use crate::pipeline::DedupKey;
+use crate::domain::DedupKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

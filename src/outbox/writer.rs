@@ -169,7 +169,7 @@ fn run(
             drain(&mut rx, &mut batch);
         }
         busy = durability(&batch) == Durability::Fsync && batch.len() >= BUSY_BATCH;
-        let now = store::now_ms();
+        let now = crate::domain::time::now_ms();
         let results: Vec<Result<Response, StoreError>> =
             match exec_batch(&mut store, &batch, &limits, now, &mut open) {
                 Ok(responses) => responses.into_iter().map(Ok).collect(),

@@ -49,7 +49,7 @@ impl Holds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::wire::fixture;
+    use crate::domain::wire::fixture;
 
     fn holds(min_firing: u64) -> Holds {
         Holds(HashMap::from([(

@@ -1,11 +1,10 @@
-//! The pure decisions between ingest and the outbox: which notifications are the same
-//! (dedup), which channels get one (route), and what a channel asks before the first
-//! attempt (hold). No I/O here.
+//! The pure decisions between ingest and the outbox: which channels get a notification
+//! (route), and what a channel asks before the first attempt (hold). No I/O here.
+//! Which notifications are the same is the notification's own key (`domain::dedup`); the
+//! outbox decides a duplicate in the transaction that would store it.
 
-pub mod dedup;
 pub mod hold;
 pub mod route;
 
-pub use dedup::DedupKey;
 pub use hold::Holds;
 pub use route::Router;

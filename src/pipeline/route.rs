@@ -45,8 +45,8 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::wire;
     use crate::domain::Matcher;
-    use crate::ingest::wire;
 
     fn primary_down() -> Notification {
         wire::fixture("primary-down-firing")

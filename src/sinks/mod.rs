@@ -3,17 +3,15 @@
 
 pub mod console;
 pub mod email;
-pub mod http;
 pub mod links;
 pub mod promotion;
 pub mod send_test;
 pub mod slack;
 pub mod webhook;
 
-use std::time::Duration;
-
 use crate::config::{ChannelKind, ChannelSettings};
 use crate::domain::Notification;
+use crate::net::Outcome;
 
 /// One attempt's context.
 pub struct Delivery<'a> {
@@ -24,49 +22,6 @@ pub struct Delivery<'a> {
     pub notification: &'a Notification,
     /// A message from `amrelay send-test`, not from Alertmanager.
     pub test: bool,
-}
-
-/// What one attempt came to, as the vendor's documented contract says.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Delivered,
-    /// Worth trying again; `retry_after` is the far side's own wish, when it said one.
-    Retryable {
-        reason: String,
-        detail: String,
-        retry_after: Option<Duration>,
-    },
-    /// No retry can fix it (bad token, unknown channel): fallback or dead letter now.
-    Permanent {
-        reason: String,
-        detail: String,
-    },
-}
-
-impl Outcome {
-    pub fn retryable(reason: impl Into<String>, detail: impl Into<String>) -> Self {
-        Outcome::Retryable {
-            reason: reason.into(),
-            detail: detail.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn permanent(reason: impl Into<String>, detail: impl Into<String>) -> Self {
-        Outcome::Permanent {
-            reason: reason.into(),
-            detail: detail.into(),
-        }
-    }
-
-    /// The metric label for this outcome.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Outcome::Delivered => "delivered",
-            Outcome::Retryable { .. } => "retryable",
-            Outcome::Permanent { .. } => "permanent",
-        }
-    }
 }
 
 pub enum Sink {
@@ -86,9 +41,10 @@ pub struct SinkContext {
 }
 
 impl Sink {
-    pub fn build(channel: &ChannelSettings, ctx: &SinkContext) -> Sink {
+    /// Err says what in the channel's settings could not be built.
+    pub fn build(channel: &ChannelSettings, ctx: &SinkContext) -> Result<Sink, String> {
         let client = &ctx.client;
-        match &channel.kind {
+        Ok(match &channel.kind {
             ChannelKind::Console => Sink::Console(console::ConsoleSink),
             ChannelKind::Slack {
                 api_url,
@@ -105,14 +61,16 @@ impl Sink {
                 url.clone(),
                 secret.clone(),
             )),
-            ChannelKind::Email(e) => Sink::Email(email::EmailSink::new(e, client, &channel.policy)),
+            ChannelKind::Email(e) => {
+                Sink::Email(email::EmailSink::new(e, client, &channel.policy)?)
+            }
             ChannelKind::Promotion(p) => Sink::Promotion(promotion::PromotionSink::new(
                 p,
                 channel.policy.max_age,
                 client.clone(),
                 ctx.promotion.clone(),
             )),
-        }
+        })
     }
 
     pub async fn send(&self, d: &Delivery<'_>) -> Outcome {
@@ -124,17 +82,4 @@ impl Sink {
             Sink::Promotion(s) => s.send(d).await,
         }
     }
-}
-
-/// The HTTP client every sink shares: rustls, no proxy surprises, pooled connections.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("amrelay/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(60))
-        // A redirect would turn the POST into a GET whose 2xx proves nothing: a 3xx is
-        // answered as the permanent failure it is.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
 }

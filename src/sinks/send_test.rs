@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use crate::config::ChannelSettings;
+use crate::domain::time::now_ms;
 use crate::domain::{LabelSet, Notification};
-use crate::outbox::now_ms;
 
-use super::{http_client, Delivery, Outcome, Sink, SinkContext};
+use super::{Delivery, Sink, SinkContext};
+use crate::net::Outcome;
 
 /// A firing notification that says, in its labels and summary, that it is a test.
 pub fn notification(channel: &str) -> Notification {
@@ -34,13 +35,20 @@ pub fn notification(channel: &str) -> Notification {
 
 /// One attempt, no retry: the answer is what the operator wants to see.
 pub async fn send(channel: &ChannelSettings) -> Outcome {
-    let sink = Sink::build(
-        channel,
-        &SinkContext {
-            client: http_client(),
-            promotion: None,
-        },
-    );
+    let client = match crate::net::client() {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome::permanent("http_client", format!("cannot build the HTTP client: {e}"))
+        }
+    };
+    let ctx = SinkContext {
+        client,
+        promotion: None,
+    };
+    let sink = match Sink::build(channel, &ctx) {
+        Ok(s) => s,
+        Err(e) => return Outcome::permanent("config", e),
+    };
     let n = notification(&channel.name);
     let now = now_ms();
     let delivery = Delivery {

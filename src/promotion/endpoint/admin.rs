@@ -7,8 +7,8 @@ use anyhow::Context;
 
 use super::state::Store;
 use crate::config::{PromotionEndpointSettings, Settings};
+use crate::domain::time::now_ms;
 use crate::domain::time::rfc3339;
-use crate::outbox::now_ms;
 
 fn open(settings: &Settings) -> anyhow::Result<(Store, &PromotionEndpointSettings)> {
     let e = settings

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{error, Shared};
-use crate::sinks::webhook::verify;
+use crate::domain::signature::verify;
 
 /// Longer ids are refused rather than stored.
 const MAX_ID: usize = 256;
@@ -69,7 +69,7 @@ async fn refusal(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> anyhow::Resul
             "webhook-signature does not match (is the secret the same on both sides? is the body signed as sent?)".into(),
         ));
     }
-    let now = crate::outbox::now_ms() / 1000;
+    let now = crate::domain::time::now_ms() / 1000;
     let skew = sh.settings.max_clock_skew.as_secs() as i64;
     let off = now.saturating_sub(ts);
     if off.abs() > skew {

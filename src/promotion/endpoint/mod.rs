@@ -31,8 +31,8 @@ use tracing::Instrument;
 use super::{incident_key, Answer, ErrorBody, Outcome, PromoteRequest, SCHEMA};
 use super::{PROMOTE_PATH, STATUS_PATH};
 use crate::config::PromotionEndpointSettings;
-use crate::outbox::now_ms;
-use crate::sinks::webhook::SigningKey;
+use crate::domain::signature::SigningKey;
+use crate::domain::time::now_ms;
 use crate::telemetry::Metrics;
 use state::{Decision, Store};
 

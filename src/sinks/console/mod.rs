@@ -3,8 +3,9 @@
 
 use std::io::Write;
 
-use super::{Delivery, Outcome};
+use super::Delivery;
 use crate::domain::Notification;
+use crate::net::Outcome;
 
 pub struct ConsoleSink;
 
@@ -43,7 +44,7 @@ pub fn format_line(n: &Notification) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::wire;
+    use crate::domain::wire;
 
     #[test]
     fn one_line_even_when_labels_hold_newlines() {

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::{Email, DELIVERY_ID_HEADER};
-use crate::sinks::{http, Outcome};
+use crate::net::{http, Outcome};
 
 pub struct Mailgun {
     client: reqwest::Client,

@@ -224,7 +224,7 @@ fn clean_subject(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::wire::fixture;
+    use crate::domain::wire::fixture;
 
     fn defaults() -> Templates {
         Templates::compile(None, None, None).unwrap()

@@ -13,8 +13,9 @@ pub use message::{Rendered, Templates};
 
 use lettre::message::Mailbox;
 
-use super::{http, Delivery, Outcome};
+use super::Delivery;
 use crate::config::{DeliveryPolicy, EmailProvider, EmailSettings};
+use crate::net::{http, Outcome};
 
 pub struct EmailSink {
     envelope: Envelope,
@@ -46,7 +47,15 @@ pub struct Email<'a> {
 }
 
 impl EmailSink {
-    pub fn new(s: &EmailSettings, client: &reqwest::Client, policy: &DeliveryPolicy) -> Self {
+    /// Err names the template that does not compile (config loading already checked them).
+    pub fn new(
+        s: &EmailSettings,
+        client: &reqwest::Client,
+        policy: &DeliveryPolicy,
+    ) -> Result<Self, String> {
+        let t = &s.templates;
+        let templates = Templates::compile(t.subject.clone(), t.text.clone(), t.html.clone())
+            .map_err(|(which, e)| format!("{which}: {e}"))?;
         let client = client.clone();
         let transport = match &s.provider {
             EmailProvider::SendGrid { api_url, api_key } => {
@@ -74,15 +83,15 @@ impl EmailSink {
             )),
             EmailProvider::Smtp(smtp) => Transport::Smtp(smtp::Smtp::new(smtp, policy)),
         };
-        EmailSink {
+        Ok(EmailSink {
             envelope: Envelope {
                 from: s.from.clone(),
                 to: s.to.clone(),
                 cc: s.cc.clone(),
             },
-            templates: s.templates.clone(),
+            templates,
             transport,
-        }
+        })
     }
 
     pub async fn send(&self, d: &Delivery<'_>) -> Outcome {

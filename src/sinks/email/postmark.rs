@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::{Email, DELIVERY_ID_HEADER};
-use crate::sinks::{http, Outcome};
+use crate::net::{http, Outcome};
 
 pub struct Postmark {
     client: reqwest::Client,

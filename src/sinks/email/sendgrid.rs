@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::{address, Email, DELIVERY_ID_HEADER};
-use crate::sinks::{http, Outcome};
+use crate::net::{http, Outcome};
 
 pub struct SendGrid {
     client: reqwest::Client,

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 
 use super::Email;
 use crate::config::{DeliveryPolicy, SmtpSettings, SmtpTls};
-use crate::sinks::{http, Outcome};
+use crate::net::{http, Outcome};
 
 type Transport = AsyncSmtpTransport<Tokio1Executor>;
 

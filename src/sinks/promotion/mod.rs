@@ -20,12 +20,14 @@ use outcome::Event;
 pub use outcome::{FORCE_LABEL, MANUAL_LABEL};
 use state::{CallerState, Incident, NewIncident};
 
-use super::webhook::{sign, SigningKey};
-use super::{http, Delivery, Outcome};
+use super::Delivery;
 use crate::config::PromotionSettings;
+use crate::domain::signature::{sign, SigningKey};
+use crate::domain::time::now_ms;
 use crate::domain::{Notification, Status};
 use crate::ingest::internal;
-use crate::outbox::{now_ms, Outbox};
+use crate::net::{http, Outcome};
+use crate::outbox::Outbox;
 use crate::promotion::{PromoteRequest, PROMOTE_PATH, STATUS_PATH};
 use crate::telemetry::Metrics;
 

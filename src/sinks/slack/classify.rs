@@ -7,7 +7,7 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::sinks::{http, Outcome};
+use crate::net::{http, Outcome};
 
 /// Errors Slack documents as transient; every other `ok:false` is permanent.
 const RETRYABLE: &[&str] = &[

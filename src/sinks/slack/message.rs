@@ -151,7 +151,7 @@ fn cut(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::wire::fixture;
+    use crate::domain::wire::fixture;
 
     fn all_text(v: &Value) -> String {
         v.to_string()

@@ -10,7 +10,8 @@ pub use message::build as build_message;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{http, Delivery, Outcome};
+use super::Delivery;
+use crate::net::{http, Outcome};
 
 pub struct SlackSink {
     client: reqwest::Client,

@@ -3,15 +3,15 @@
 //! <https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>
 
 mod payload;
-mod signature;
 
 pub use payload::{body, SCHEMA};
-pub use signature::{sign, verify, SigningKey};
 
 use reqwest::Url;
 use secrecy::SecretString;
 
-use super::{http, Delivery, Outcome};
+use super::Delivery;
+use crate::domain::signature::{sign, SigningKey};
+use crate::net::{http, Outcome};
 
 pub struct WebhookSink {
     client: reqwest::Client,

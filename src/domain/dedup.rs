@@ -74,8 +74,8 @@ pub fn is_duplicate(first_accepted_ms: Option<i64>, now_ms: i64, window: Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::wire::fixture;
     use crate::domain::Status;
-    use crate::ingest::wire::fixture;
 
     #[test]
     fn keys_are_the_ones_stores_already_hold() {
