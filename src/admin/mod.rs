@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use crate::config::{HttpAuth, Settings};
 use crate::domain::time::now_ms;
 use crate::domain::{LabelSet, Notification};
-use crate::ingest::{auth, internal};
+use crate::ingest::auth;
 use crate::outbox::Outbox;
 use crate::sinks::promotion::state::{self, CallerState, Incident};
 use crate::sinks::promotion::{FORCE_LABEL, MANUAL_LABEL};
@@ -127,7 +127,11 @@ async fn promote(
     };
     let n = manual_notification(&req.target, &req.reason, req.force);
     tracing::warn!(target = %req.target, reason = %req.reason, force = req.force, "manual promotion requested through the admin API");
-    match internal::enqueue(&st.outbox, &n, std::slice::from_ref(&channel)).await {
+    match st
+        .outbox
+        .enqueue_made_here(&n, std::slice::from_ref(&channel))
+        .await
+    {
         Ok(ids) => answer(
             StatusCode::ACCEPTED,
             json!({
@@ -230,7 +234,7 @@ fn manual_notification(target: &str, reason: &str, force: bool) -> Notification 
     let mut annotations = LabelSet::default();
     annotations.insert("summary", format!("promotion requested by hand: {reason}"));
     Notification::made_here(
-        internal::ADMIN_RECEIVER,
+        crate::domain::ADMIN_RECEIVER,
         format!("amrelay-manual/{target}/{}", uuid::Uuid::new_v4().simple()),
         &["alertname", "target"],
         labels,

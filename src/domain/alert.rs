@@ -8,6 +8,12 @@ use serde::Serialize;
 use super::LabelSet;
 
 /// Whether an alert (or a whole notification) is firing or resolved.
+/// The receiver names of amrelay's own notifications start with this; ingest refuses
+/// them from outside (one could pose as a manual promotion and skip the quorum).
+pub const RESERVED_PREFIX: &str = "amrelay-";
+/// The receiver of a manual promotion (`amrelay promote`).
+pub const ADMIN_RECEIVER: &str = "amrelay-admin";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {

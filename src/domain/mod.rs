@@ -8,7 +8,7 @@ pub mod signature;
 pub mod time;
 pub mod wire;
 
-pub use alert::{Alert, Fingerprint, Notification, Status};
+pub use alert::{Alert, Fingerprint, Notification, Status, ADMIN_RECEIVER, RESERVED_PREFIX};
 pub use dedup::DedupKey;
 pub use labels::LabelSet;
 pub use matcher::{MatchOp, Matcher, MatcherError};

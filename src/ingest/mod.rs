@@ -2,7 +2,6 @@
 //! A webhook is answered 200 only after its deliveries are committed to the outbox.
 
 pub mod auth;
-pub mod internal;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -86,12 +85,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// promotion outcome, a test message): one from outside could pose as a manual
 /// promotion and skip the quorum.
 fn not_internal(n: Notification) -> Result<Notification, wire::PayloadError> {
-    if n.receiver.starts_with(internal::RESERVED_PREFIX) {
+    if n.receiver.starts_with(crate::domain::RESERVED_PREFIX) {
         return Err(wire::PayloadError::Field {
             field: "receiver".into(),
             msg: format!(
                 "receiver names starting with {:?} are reserved for amrelay's own notifications; rename the Alertmanager receiver",
-                internal::RESERVED_PREFIX
+                crate::domain::RESERVED_PREFIX
             ),
         });
     }

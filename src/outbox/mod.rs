@@ -6,6 +6,7 @@
 //! thread of their own (`checkpoint.rs`), so a commit never waits for one.
 
 mod checkpoint;
+mod made_here;
 mod schema;
 mod seen;
 mod store;

@@ -25,7 +25,6 @@ use crate::config::PromotionSettings;
 use crate::domain::signature::{sign, SigningKey};
 use crate::domain::time::now_ms;
 use crate::domain::{Notification, Status};
-use crate::ingest::internal;
 use crate::net::{http, Outcome};
 use crate::outbox::Outbox;
 use crate::promotion::{PromoteRequest, PROMOTE_PATH, STATUS_PATH};
@@ -554,7 +553,7 @@ fn not_ok(status: StatusCode, headers: &reqwest::header::HeaderMap, answer: &Val
 /// Made by `amrelay promote`: the admin receiver (which ingest refuses from outside)
 /// and the label, so an alert carrying the label cannot pose as one.
 fn is_manual(n: &Notification) -> bool {
-    n.receiver == internal::ADMIN_RECEIVER && n.common_labels.get(MANUAL_LABEL) == Some("true")
+    n.receiver == crate::domain::ADMIN_RECEIVER && n.common_labels.get(MANUAL_LABEL) == Some("true")
 }
 
 /// The values of the quorum label among the notification's firing alerts.

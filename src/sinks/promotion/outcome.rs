@@ -14,7 +14,6 @@ use super::PromotionEnv;
 use crate::config::PromotionSettings;
 use crate::domain::time::human;
 use crate::domain::{LabelSet, Notification};
-use crate::ingest::internal;
 
 /// Set on a notification made by `amrelay promote`: skip `min_firing` and the quorum.
 pub const MANUAL_LABEL: &str = "amrelay_manual";
@@ -144,7 +143,8 @@ pub async fn tell(
         summary,
         description,
     );
-    internal::enqueue(&env.outbox, &n, &s.outcome_channels)
+    env.outbox
+        .enqueue_made_here(&n, &s.outcome_channels)
         .await
         .map(|_| ())
         .map_err(|e| format!("cannot store the outcome message: {e}"))
