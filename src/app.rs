@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::deliver::Deliverer;
 use crate::domain::time::now_ms;
 use crate::ingest::{self, AppState, Pipeline};
-use crate::outbox::{Limits, Outbox};
+use crate::outbox::{Access, Limits, Outbox};
 use crate::pipeline::{Holds, Router as Routes};
 use crate::promotion::endpoint::Endpoint;
 use crate::sinks::promotion::{state::CallerState, PromotionEnv};
@@ -55,8 +55,8 @@ pub struct Reloader {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let limits = Limits::of(&settings);
-        let (outbox, _writer) =
-            Outbox::open(&settings.storage.path, limits).with_context(|| {
+        let outbox = Outbox::open_sqlite(&settings.storage.path, limits, Access::Serve)
+            .with_context(|| {
                 format!(
                     "opening the store under {}",
                     settings.storage.path.display()

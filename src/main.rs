@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use amrelay::app::App;
 use amrelay::config::Settings;
-use amrelay::outbox::{Limits, Request, Requeue, Response, Store};
+use amrelay::outbox::{Access, Limits, Outbox, Requeue};
 use amrelay::telemetry;
 
 #[derive(Parser)]
@@ -400,52 +400,77 @@ async fn reload_on_sighup(path: PathBuf, reloader: amrelay::app::Reloader) {
 }
 
 fn dead_letters(cmd: DeadLetterCommand) -> ExitCode {
-    let (config, req) = match cmd {
-        DeadLetterCommand::List { config, limit } => (config, Request::DeadLetters { limit }),
-        DeadLetterCommand::Requeue { config, ids, all } => {
-            if !all && ids.is_empty() {
-                eprintln!("name the delivery ids to requeue, or --all");
-                return ExitCode::FAILURE;
-            }
-            (
-                config,
-                Request::Requeue(if all { Requeue::All } else { Requeue::Ids(ids) }),
-            )
+    let config = match &cmd {
+        DeadLetterCommand::List { config, .. } | DeadLetterCommand::Requeue { config, .. } => {
+            config.config.clone()
         }
     };
-    let Some(settings) = load_or_report(config.config.as_deref()) else {
+    if let DeadLetterCommand::Requeue {
+        ids, all: false, ..
+    } = &cmd
+    {
+        if ids.is_empty() {
+            eprintln!("name the delivery ids to requeue, or --all");
+            return ExitCode::FAILURE;
+        }
+    }
+    let Some(settings) = load_or_report(config.as_deref()) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(rt) = runtime(false) else {
         return ExitCode::FAILURE;
     };
     let limits = Limits::of(&settings);
-    let result =
-        Store::open(&settings.storage.path, &limits).and_then(|mut s| s.run(&req, &limits));
-    match result {
-        Ok(Response::DeadLetters(rows)) => {
-            if rows.is_empty() {
-                println!("no dead letters");
-            }
-            for r in rows {
-                let title = amrelay::outbox::stored::parse(r.format, &r.payload)
-                    .map(|n| format!("{} group={:?}", n.title(), n.group_key))
-                    .unwrap_or_else(|_| format!("(payload format {})", r.format));
-                println!(
-                    "{}\tchannel={}\tattempts={}\tdied={}\t{}\terror={:?}",
-                    r.id,
-                    r.channel,
-                    r.attempts,
-                    amrelay::domain::time::rfc3339(r.died_at).unwrap_or_default(),
-                    title,
-                    r.last_error
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Ok(Response::Count(n)) => {
-            println!("requeued {n} deliveries");
-            ExitCode::SUCCESS
-        }
-        Ok(_) => ExitCode::SUCCESS,
+    let outbox = match Outbox::open_sqlite(&settings.storage.path, limits, Access::Tool) {
+        Ok(o) => o,
         Err(e) => {
+            eprintln!("amrelay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cmd {
+            DeadLetterCommand::List { limit, .. } => {
+                let rows = outbox.dead_letters(limit).await?;
+                if rows.is_empty() {
+                    println!("no dead letters");
+                }
+                for r in rows {
+                    let title = amrelay::outbox::stored::parse(r.format, &r.payload)
+                        .map(|n| format!("{} group={:?}", n.title(), n.group_key))
+                        .unwrap_or_else(|_| format!("(payload format {})", r.format));
+                    println!(
+                        "{}\tchannel={}\tattempts={}\tdied={}\t{}\terror={:?}",
+                        r.id,
+                        r.channel,
+                        r.attempts,
+                        amrelay::domain::time::rfc3339(r.died_at).unwrap_or_default(),
+                        title,
+                        r.last_error
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            DeadLetterCommand::Requeue { ids, all, .. } => {
+                let which = if all { Requeue::All } else { Requeue::Ids(ids) };
+                let done = outbox.requeue(which).await?;
+                println!("requeued {} deliveries", done.count);
+                if done.not_dead.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let ids: Vec<String> = done.not_dead.iter().map(i64::to_string).collect();
+                eprintln!(
+                    "amrelay: not dead letters (no such delivery, or not dead): {}",
+                    ids.join(", ")
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let e: amrelay::outbox::StoreError = e;
             eprintln!("amrelay: {e}");
             ExitCode::FAILURE
         }

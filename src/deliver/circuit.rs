@@ -11,19 +11,19 @@ use tokio::time::{Duration, Instant};
 use crate::config::CircuitPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum CircuitState {
     Closed,
     Open,
     HalfOpen,
 }
 
-impl State {
+impl CircuitState {
     /// The value of `amrelay_channel_circuit_state`.
     pub fn gauge(self) -> i64 {
         match self {
-            State::Closed => 0,
-            State::Open => 1,
-            State::HalfOpen => 2,
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
         }
     }
 }
@@ -76,7 +76,7 @@ impl Circuit {
     }
 
     /// Records an attempt's result; returns the new state when it changed.
-    pub fn record(&self, admitted: Admit, success: bool, now: Instant) -> Option<State> {
+    pub fn record(&self, admitted: Admit, success: bool, now: Instant) -> Option<CircuitState> {
         let mut c = self.lock();
         let before = state_of(&c, now, self.policy.open_for);
         if success {
@@ -95,7 +95,7 @@ impl Circuit {
     }
 
     #[cfg(test)]
-    pub fn state(&self, now: Instant) -> State {
+    pub fn state(&self, now: Instant) -> CircuitState {
         state_of(&self.lock(), now, self.policy.open_for)
     }
 
@@ -108,11 +108,11 @@ impl Circuit {
     }
 }
 
-fn state_of(c: &Inner, now: Instant, open_for: Duration) -> State {
+fn state_of(c: &Inner, now: Instant, open_for: Duration) -> CircuitState {
     match (c.open_until, c.probing_since) {
-        (None, _) => State::Closed,
-        (Some(_), Some(since)) if now < since + open_for => State::HalfOpen,
-        (Some(_), _) => State::Open,
+        (None, _) => CircuitState::Closed,
+        (Some(_), Some(since)) if now < since + open_for => CircuitState::HalfOpen,
+        (Some(_), _) => CircuitState::Open,
     }
 }
 
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(c.record(Admit::Send, false, t), None);
         assert_eq!(c.record(Admit::Send, false, t), None);
         assert_eq!(c.admit(t), Admit::Send);
-        assert_eq!(c.record(Admit::Send, false, t), Some(State::Open));
+        assert_eq!(c.record(Admit::Send, false, t), Some(CircuitState::Open));
         assert_eq!(c.admit(t + Duration::from_secs(29)), Admit::Divert);
     }
 
@@ -151,14 +151,20 @@ mod tests {
         }
         let later = t + Duration::from_secs(30);
         assert_eq!(c.admit(later), Admit::Probe);
-        assert_eq!(c.state(later), State::HalfOpen);
+        assert_eq!(c.state(later), CircuitState::HalfOpen);
         assert_eq!(c.admit(later), Admit::Divert, "a second probe at once");
         // The probe fails: open for another period.
-        assert_eq!(c.record(Admit::Probe, false, later), Some(State::Open));
+        assert_eq!(
+            c.record(Admit::Probe, false, later),
+            Some(CircuitState::Open)
+        );
         assert_eq!(c.admit(later + Duration::from_secs(10)), Admit::Divert);
         let again = later + Duration::from_secs(30);
         assert_eq!(c.admit(again), Admit::Probe);
-        assert_eq!(c.record(Admit::Probe, true, again), Some(State::Closed));
+        assert_eq!(
+            c.record(Admit::Probe, true, again),
+            Some(CircuitState::Closed)
+        );
         assert_eq!(c.admit(again), Admit::Send);
         assert_eq!(c.failures(), 0);
     }

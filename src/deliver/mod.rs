@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::outbox::Outbox;
+use crate::domain::Notification;
+use crate::outbox::{Outbox, Stored};
 use crate::sinks::{Sink, SinkContext};
 use crate::telemetry::Metrics;
 use worker::ChannelWorker;
-pub use worker::{Handoff, Job};
+use worker::{Handoff, Job};
 
 /// Deliveries a worker may hold per attempt it may have in flight (`concurrency`): the
 /// rest wait in memory for a free sending slot, stored as in flight. A slot that also had
@@ -49,9 +50,25 @@ struct Lane {
     tx: mpsc::UnboundedSender<Handoff>,
 }
 
+/// Sending slots a fresh notification reserved before its commit, one per channel that
+/// had one free ([`Lanes::reserve`]).
+pub struct Reservation(Vec<Option<OwnedSemaphorePermit>>);
+
+impl Reservation {
+    /// Per channel: whether the delivery may be stored in flight and handed over.
+    pub fn fast(&self) -> Vec<bool> {
+        self.0.iter().map(Option::is_some).collect()
+    }
+}
+
 impl Lanes {
-    /// A free slot on the channel's worker, if it has one now.
-    pub fn try_reserve(&self, channel: &str) -> Option<OwnedSemaphorePermit> {
+    /// A free slot on each channel's worker that has one now. A delivery with a slot
+    /// skips the outbox's claim and the re-parse of its payload.
+    pub fn reserve(&self, channels: &[String]) -> Reservation {
+        Reservation(channels.iter().map(|c| self.try_reserve(c)).collect())
+    }
+
+    fn try_reserve(&self, channel: &str) -> Option<OwnedSemaphorePermit> {
         let lane = self.0.get(channel)?;
         if lane.permits.available_permits() <= lane.keep_free {
             return None;
@@ -59,19 +76,39 @@ impl Lanes {
         lane.permits.clone().try_acquire_owned().ok()
     }
 
-    /// Gives a stored-in-flight delivery to its worker. Err when the worker is gone
-    /// (a reload or shutdown): the caller must release the row.
+    /// After the commit: gives each delivery the outbox stored in flight to its worker.
+    /// Returns the ids no worker took (it went away in a reload or shutdown): the caller
+    /// must release them to pending.
     pub fn hand_off(
         &self,
-        channel: &str,
-        job: Job,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<(), i64> {
-        let id = job.id;
-        match self.0.get(channel) {
-            Some(lane) => lane.tx.send(Handoff { job, permit }).map_err(|_| id),
-            None => Err(id),
+        reserved: Reservation,
+        channels: &[String],
+        stored: &[Stored],
+        notification: Arc<Notification>,
+        created_at: i64,
+        enqueued_at: i64,
+    ) -> Vec<i64> {
+        let mut orphans = Vec::new();
+        for ((channel, stored), permit) in channels.iter().zip(stored).zip(reserved.0) {
+            let (true, Some(permit)) = (stored.handed_off, permit) else {
+                continue;
+            };
+            let job = Job {
+                id: stored.id,
+                attempts: 1,
+                created_at,
+                enqueued_at,
+                notification: notification.clone(),
+            };
+            let sent = match self.0.get(channel) {
+                Some(lane) => lane.tx.send(Handoff { job, permit }).is_ok(),
+                None => false,
+            };
+            if !sent {
+                orphans.push(stored.id);
+            }
         }
+        orphans
     }
 }
 

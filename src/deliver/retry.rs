@@ -6,6 +6,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::config::DeliveryPolicy;
 use crate::net::Outcome;
+use crate::outbox::Completion;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -51,6 +52,37 @@ pub fn decide(
     Decision::RetryIn(wait)
 }
 
+/// What the outbox records after an attempt: `decision` (from [`decide`]) applied to the
+/// attempt's `outcome`, with the channel's `fallback`. Pure: `now` is passed in.
+pub fn completion(
+    decision: &Decision,
+    outcome: &Outcome,
+    fallback: Option<&str>,
+    now: i64,
+) -> Completion {
+    let detail = match outcome {
+        Outcome::Delivered => "",
+        Outcome::Retryable { detail, .. } | Outcome::Permanent { detail, .. } => detail,
+    };
+    match decision {
+        Decision::Delivered => Completion::Delivered,
+        Decision::RetryIn(wait) => Completion::RetryAt {
+            at: now.saturating_add(wait.as_millis() as i64),
+            error: detail.to_owned(),
+        },
+        Decision::GiveUp { reason } => {
+            let error = format!("{reason}: {detail}");
+            match fallback {
+                Some(to) => Completion::FailOver {
+                    to: to.to_owned(),
+                    error,
+                },
+                None => Completion::Dead { error },
+            }
+        }
+    }
+}
+
 /// Exponential backoff with jitter for the retry after attempt `attempts` (1-based),
 /// between `min` and `max`. The metric collector's remote write uses it too.
 pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
@@ -86,8 +118,59 @@ mod tests {
     fn retryable(retry_after: Option<u64>) -> Outcome {
         Outcome::Retryable {
             reason: "http_503".into(),
-            detail: String::new(),
+            detail: "HTTP 503".into(),
             retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn each_decision_becomes_its_completion() {
+        let now = 1_000_000;
+        let failed = Outcome::permanent("invalid_auth", "token revoked");
+        let cases = [
+            (
+                Decision::Delivered,
+                Outcome::Delivered,
+                None,
+                Completion::Delivered,
+            ),
+            (
+                Decision::RetryIn(Duration::from_secs(30)),
+                retryable(None),
+                Some("email"),
+                Completion::RetryAt {
+                    at: now + 30_000,
+                    error: "HTTP 503".into(),
+                },
+            ),
+            (
+                Decision::GiveUp {
+                    reason: "permanent",
+                },
+                failed.clone(),
+                Some("email"),
+                Completion::FailOver {
+                    to: "email".into(),
+                    error: "permanent: token revoked".into(),
+                },
+            ),
+            (
+                Decision::GiveUp {
+                    reason: "max_attempts",
+                },
+                retryable(None),
+                None,
+                Completion::Dead {
+                    error: "max_attempts: HTTP 503".into(),
+                },
+            ),
+        ];
+        for (decision, outcome, fallback, want) in cases {
+            assert_eq!(
+                completion(&decision, &outcome, fallback, now),
+                want,
+                "{decision:?}"
+            );
         }
     }
 

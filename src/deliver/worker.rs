@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::circuit::{Admit, Circuit, State};
+use super::circuit::{Admit, Circuit, CircuitState};
 use super::retry::{self, Decision};
 use crate::config::{ChannelSettings, DeliveryPolicy};
 use crate::domain::time::now_ms;
@@ -27,8 +27,11 @@ use crate::telemetry::Metrics;
 /// The longest a worker sleeps without looking at the store (a requeue from the CLI, a
 /// retry falling due).
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// About five minutes of retries for recording an outcome.
+/// About five minutes of retries for recording an outcome: 64 tries, most of them 5 s
+/// apart (`RECORD_BACKOFF_MAX`).
 const RECORD_TRIES: u32 = 64;
+const RECORD_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// One delivery the worker is about to attempt.
 pub struct Job {
@@ -245,13 +248,14 @@ impl ChannelWorker {
         );
     }
 
+    /// One attempt: a sending slot, the circuit's word, the channel's pace, the request,
+    /// then what the outbox records.
     async fn attempt(
         self: Arc<Self>,
         d: Job,
         permit: OwnedSemaphorePermit,
         stop: CancellationToken,
     ) {
-        let notification = d.notification.clone();
         // Waiting is not an attempt: on stop, hand the delivery back.
         let sending = tokio::select! {
             _ = stop.cancelled() => return self.record(d.id, Completion::Release).await,
@@ -270,7 +274,7 @@ impl ChannelWorker {
             return self.divert(d.id).await;
         }
         if admitted == Admit::Probe {
-            self.circuit_changed(State::HalfOpen);
+            self.circuit_changed(CircuitState::HalfOpen);
             tracing::info!("circuit half-open: this delivery probes the channel");
         }
         tokio::select! {
@@ -278,50 +282,48 @@ impl ChannelWorker {
             _ = self.wait_for_channel() => {}
         }
         let started = Instant::now();
+        let outcome = self.send(&d).await;
+        let took = started.elapsed();
+        self.after_answer(admitted, &outcome);
+        // The slots are for talking to the far side; recording the outcome does not hold
+        // them (the row stays in flight until recorded, which keeps the group's order).
+        drop(sending);
+        drop(permit);
+        let now = now_ms();
+        let age = Duration::from_millis(now.saturating_sub(d.enqueued_at).max(0) as u64);
+        let decision = retry::decide(&outcome, d.attempts, age, &self.policy);
+        let completion = retry::completion(&decision, &outcome, self.fallback.as_deref(), now);
+        self.observe(&d, &outcome, &decision, &completion, took, now);
+        self.record(d.id, completion).await;
+    }
+
+    /// The request, bounded by the channel's timeout.
+    async fn send(&self, d: &Job) -> Outcome {
         let delivery = Delivery {
             id: d.id,
             attempt: d.attempts,
             created_at: d.created_at,
-            notification: &notification,
+            notification: &d.notification,
             test: false,
         };
-        let outcome =
-            match tokio::time::timeout(self.policy.timeout, self.sink.send(&delivery)).await {
-                Ok(o) => o,
-                Err(_) => Outcome::retryable(
-                    "timeout",
-                    format!("no answer within {:?}", self.policy.timeout),
-                ),
-            };
-        self.hot
-            .attempt_duration
-            .observe(started.elapsed().as_secs_f64());
-        if outcome == Outcome::Delivered {
-            self.hot.delivered_attempts.inc();
-        } else {
-            self.metrics
-                .attempts
-                .get_or_create(&AttemptLabels {
-                    channel: self.name.clone(),
-                    outcome: outcome.kind().to_owned(),
-                })
-                .inc();
+        match tokio::time::timeout(self.policy.timeout, self.sink.send(&delivery)).await {
+            Ok(o) => o,
+            Err(_) => Outcome::retryable(
+                "timeout",
+                format!("no answer within {:?}", self.policy.timeout),
+            ),
         }
-        if let Outcome::Retryable { reason, .. } | Outcome::Permanent { reason, .. } = &outcome {
-            self.metrics
-                .attempt_failures
-                .get_or_create(&ChannelReasonLabels {
-                    channel: self.name.clone(),
-                    reason: reason.clone(),
-                })
-                .inc();
-        }
+    }
+
+    /// What the answer means for the channel as a whole: the circuit, and a Retry-After
+    /// pause that holds back every delivery, not just this one.
+    fn after_answer(&self, admitted: Admit, outcome: &Outcome) {
         if let Some(c) = &self.circuit {
-            let ok = outcome == Outcome::Delivered;
+            let ok = *outcome == Outcome::Delivered;
             if let Some(state) = c.record(admitted, ok, Instant::now()) {
                 self.circuit_changed(state);
                 match state {
-                    State::Open => tracing::warn!(
+                    CircuitState::Open => tracing::warn!(
                         failures = c.failures(),
                         "circuit open: deliveries go to the fallback until a probe succeeds"
                     ),
@@ -332,71 +334,79 @@ impl ChannelWorker {
         if let Outcome::Retryable {
             retry_after: Some(ra),
             ..
-        } = &outcome
+        } = outcome
         {
             let until = Instant::now() + (*ra).min(self.policy.max_retry_after);
             let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
             *p = Some(p.map_or(until, |old| old.max(until)));
         }
-        // The slots are for talking to the far side; recording the outcome does not hold
-        // them (the row stays in flight until recorded, which keeps the group's order).
-        drop(sending);
-        drop(permit);
-        let now = now_ms();
-        let age = Duration::from_millis(now.saturating_sub(d.enqueued_at).max(0) as u64);
-        let completion = match (
-            retry::decide(&outcome, d.attempts, age, &self.policy),
-            outcome,
-        ) {
-            (Decision::Delivered, _) => {
+    }
+
+    /// The one place an attempt's metrics and its log line are written.
+    fn observe(
+        &self,
+        d: &Job,
+        outcome: &Outcome,
+        decision: &Decision,
+        completion: &Completion,
+        took: Duration,
+        now: i64,
+    ) {
+        let m = &self.metrics;
+        self.hot.attempt_duration.observe(took.as_secs_f64());
+        let (reason, detail) = match outcome {
+            Outcome::Delivered => {
+                self.hot.delivered_attempts.inc();
+                ("", "")
+            }
+            Outcome::Retryable { reason, detail, .. } | Outcome::Permanent { reason, detail } => {
+                m.attempts
+                    .get_or_create(&AttemptLabels {
+                        channel: self.name.clone(),
+                        outcome: outcome.kind().to_owned(),
+                    })
+                    .inc();
+                m.attempt_failures
+                    .get_or_create(&self.reason_labels(reason))
+                    .inc();
+                (reason.as_str(), detail.as_str())
+            }
+        };
+        if let Decision::GiveUp { reason } = decision {
+            m.failed.get_or_create(&self.reason_labels(reason)).inc();
+        }
+        match completion {
+            Completion::Delivered => {
                 let latency = now.saturating_sub(d.created_at).max(0) as f64 / 1000.0;
                 self.hot.delivered.inc();
                 self.hot.latency.observe(latency);
                 tracing::debug!(latency_s = latency, "delivered");
-                Completion::Delivered
             }
-            (Decision::RetryIn(wait), o) => {
-                let (reason, detail) = reason_detail(&o);
-                tracing::warn!(%reason, %detail, retry_in = ?wait, "attempt failed; will retry");
-                Completion::RetryAt {
-                    at: now + wait.as_millis() as i64,
-                    error: detail,
-                }
+            Completion::RetryAt { at, .. } => {
+                let retry_in = Duration::from_millis(at.saturating_sub(now).max(0) as u64);
+                tracing::warn!(%reason, %detail, ?retry_in, "attempt failed; will retry");
             }
-            (Decision::GiveUp { reason }, o) => {
-                let (why, detail) = reason_detail(&o);
-                self.metrics
-                    .failed
-                    .get_or_create(&ChannelReasonLabels {
-                        channel: self.name.clone(),
-                        reason: reason.to_owned(),
-                    })
+            Completion::FailOver { to, error } => {
+                m.fallbacks
+                    .get_or_create(&Metrics::channel(&self.name))
                     .inc();
-                let error = format!("{reason}: {detail}");
-                match &self.fallback {
-                    Some(to) => {
-                        self.metrics
-                            .fallbacks
-                            .get_or_create(&Metrics::channel(&self.name))
-                            .inc();
-                        tracing::warn!(%reason, %why, %detail, fallback = %to, "giving up on this channel; handing to the fallback");
-                        Completion::FailOver {
-                            to: to.clone(),
-                            error,
-                        }
-                    }
-                    None => {
-                        self.metrics
-                            .dead_lettered
-                            .get_or_create(&Metrics::channel(&self.name))
-                            .inc();
-                        tracing::error!(%reason, %why, %detail, "giving up; moved to the dead letters (amrelay dead-letters list)");
-                        Completion::Dead { error }
-                    }
-                }
+                tracing::warn!(%reason, %error, fallback = %to, "giving up on this channel; handing to the fallback");
             }
-        };
-        self.record(d.id, completion).await;
+            Completion::Dead { error } => {
+                m.dead_lettered
+                    .get_or_create(&Metrics::channel(&self.name))
+                    .inc();
+                tracing::error!(%reason, %error, "giving up; moved to the dead letters (amrelay dead-letters list)");
+            }
+            Completion::Release => {}
+        }
+    }
+
+    fn reason_labels(&self, reason: &str) -> ChannelReasonLabels {
+        ChannelReasonLabels {
+            channel: self.name.clone(),
+            reason: reason.to_owned(),
+        }
     }
 
     /// The circuit is open: the delivery goes to the fallback without an attempt.
@@ -406,10 +416,7 @@ impl ChannelWorker {
         };
         self.metrics
             .failed
-            .get_or_create(&ChannelReasonLabels {
-                channel: self.name.clone(),
-                reason: "circuit_open".into(),
-            })
+            .get_or_create(&self.reason_labels("circuit_open"))
             .inc();
         self.metrics
             .fallbacks
@@ -422,7 +429,7 @@ impl ChannelWorker {
         self.record(id, Completion::FailOver { to, error }).await;
     }
 
-    fn circuit_changed(&self, state: State) {
+    fn circuit_changed(&self, state: CircuitState) {
         self.metrics
             .circuit_state
             .get_or_create(&Metrics::channel(&self.name))
@@ -447,9 +454,9 @@ impl ChannelWorker {
     }
 
     /// Records an outcome, retrying while the store refuses (a full disk): a row left
-    /// in flight would hold back its whole group until the next start.
+    /// in flight would hold back its whole group until the next start. The retries use
+    /// the delivery schedule (`retry::backoff`), over about five minutes.
     async fn record(&self, id: i64, completion: Completion) {
-        let mut wait = Duration::from_millis(100);
         for attempt in 1..=RECORD_TRIES {
             match self.outbox.complete(id, completion.clone()).await {
                 Ok(()) => return,
@@ -458,19 +465,14 @@ impl ChannelWorker {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, delivery_id = id, "cannot record the delivery's outcome yet; trying again");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(retry::backoff(
+                        attempt,
+                        RECORD_BACKOFF_MIN,
+                        RECORD_BACKOFF_MAX,
+                    ))
+                    .await;
                 }
             }
-        }
-    }
-}
-
-fn reason_detail(o: &Outcome) -> (String, String) {
-    match o {
-        Outcome::Delivered => ("delivered".into(), String::new()),
-        Outcome::Retryable { reason, detail, .. } | Outcome::Permanent { reason, detail } => {
-            (reason.clone(), detail.clone())
         }
     }
 }

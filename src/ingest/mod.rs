@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::HttpAuth;
-use crate::deliver::{Job, Lanes};
+use crate::deliver::{Lanes, Reservation};
 use crate::domain::time::now_ms;
 use crate::domain::{wire, DedupKey, Notification};
 use crate::outbox::{stored, Completion, Enqueued, NewNotification, Outbox};
@@ -181,21 +181,21 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     // A free worker slot now means the delivery can skip the outbox's claim step.
-    let permits: Vec<_> = channels.iter().map(|c| p.lanes.try_reserve(c)).collect();
+    let reserved = p.lanes.reserve(&channels);
     let received_at = now_ms();
     let new = NewNotification {
         key: DedupKey::of(&n),
         group_key: n.group_key.clone(),
         received_at,
         payload,
-        fast: permits.iter().map(Option::is_some).collect(),
+        fast: reserved.fast(),
         holds: p.holds.plan(&n, &channels),
         channels: channels.clone(),
     };
     // Committing and handing over run to the end even if Alertmanager hangs up meanwhile:
     // a delivery stored in flight must reach its worker.
     let commit = tokio::spawn(
-        commit(st.clone(), p, new, n, channels, permits).instrument(tracing::Span::current()),
+        commit(st.clone(), p, new, n, channels, reserved).instrument(tracing::Span::current()),
     );
     match commit.await {
         Ok(response) => response,
@@ -212,7 +212,7 @@ async fn commit(
     new: NewNotification,
     n: Notification,
     channels: Vec<String>,
-    mut permits: Vec<Option<tokio::sync::OwnedSemaphorePermit>>,
+    reserved: Reservation,
 ) -> Response {
     let m = &st.metrics;
     let received_at = new.received_at;
@@ -221,23 +221,22 @@ async fn commit(
             deliveries,
             enqueued_at,
         }) => {
-            let n = Arc::new(n);
-            for ((c, stored), permit) in channels.iter().zip(&deliveries).zip(permits.iter_mut()) {
+            for c in &channels {
                 m.enqueued.get_or_create(&Metrics::channel(c)).inc();
-                if let (true, Some(permit)) = (stored.handed_off, permit.take()) {
-                    let job = Job {
-                        id: stored.id,
-                        attempts: 1,
-                        created_at: received_at,
-                        enqueued_at,
-                        notification: n.clone(),
-                    };
-                    if let Err(id) = p.lanes.hand_off(c, job, permit) {
-                        release(&st.outbox, id).await;
-                    }
-                }
             }
-            tracing::debug!(status = %n.status, ?channels, "accepted");
+            let status = n.status;
+            let orphans = p.lanes.hand_off(
+                reserved,
+                &channels,
+                &deliveries,
+                Arc::new(n),
+                received_at,
+                enqueued_at,
+            );
+            for id in orphans {
+                release(&st.outbox, id).await;
+            }
+            tracing::debug!(%status, ?channels, "accepted");
             Json(Accepted {
                 status: "accepted",
                 deliveries: deliveries.len(),

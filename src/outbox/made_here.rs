@@ -22,7 +22,7 @@ impl Outbox {
             key: DedupKey::of(n),
             group_key: n.group_key.clone(),
             received_at: now_ms(),
-            payload: stored::encode(wire::encode(n).as_bytes()).map_err(StoreError::Io)?,
+            payload: stored::encode(wire::encode(n).as_bytes()).map_err(StoreError::Refused)?,
             channels: channels.to_vec(),
             fast: vec![false; channels.len()],
             holds: vec![Hold::default(); channels.len()],
@@ -32,7 +32,7 @@ impl Outbox {
                 Ok(Some(deliveries.iter().map(|d| d.id).collect()))
             }
             Enqueued::Duplicate => Ok(None),
-            Enqueued::Full { pending, max } => Err(StoreError::Io(format!(
+            Enqueued::Full { pending, max } => Err(StoreError::Refused(format!(
                 "the outbox is full ({pending} undelivered, storage.max_pending = {max})"
             ))),
         }

@@ -1,21 +1,44 @@
 //! What goes in and out of the outbox.
 
+use std::time::Duration;
+
 use crate::domain::DedupKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A file or thread the store needs; `what` says which.
+    #[error("store: {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store is there, but refuses this request (full, or a value it cannot take).
     #[error("store: {0}")]
-    Io(String),
+    Refused(String),
     #[error("store is closed")]
     Closed,
 }
 
 impl StoreError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
     /// True when the disk is full: the caller answers 503 and Alertmanager retries.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull)
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
     }
 }
 
@@ -135,40 +158,28 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
 }
 
-#[derive(Debug)]
-pub enum Request {
-    Enqueue(NewNotification),
-    Claim {
-        channel: String,
-        limit: usize,
-    },
-    Complete {
-        id: i64,
-        completion: Completion,
-    },
-    /// Counts the undelivered rows again: another process (the CLI) may have requeued
-    /// some. The writer keeps the count itself between these.
-    CountOpen,
-    DeadLetters {
-        limit: usize,
-    },
-    Requeue(Requeue),
-    Prune,
-    /// A small write, for the readiness probe.
-    Probe,
-    /// Every in-flight row back to pending: nothing is attempting them any more.
-    RecoverInflight,
+/// What a requeue did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requeued {
+    pub count: usize,
+    /// Asked-for ids that are not dead letters (never were, or no longer are).
+    pub not_dead: Vec<i64>,
 }
 
-#[derive(Debug)]
-pub enum Response {
-    Enqueued(Enqueued),
-    Claimed(Claim),
-    /// An outcome recorded; `wakes` when it may have made a row claimable.
-    Completed {
-        wakes: bool,
-    },
-    Done,
-    DeadLetters(Vec<DeadLetter>),
-    Count(usize),
+/// What the writer needs to know to accept or refuse.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_pending: u64,
+    pub dedup_window: Duration,
+    pub retention: Duration,
+}
+
+impl Limits {
+    pub fn of(s: &crate::config::Settings) -> Self {
+        Limits {
+            max_pending: s.storage.max_pending,
+            dedup_window: s.dedup_window,
+            retention: s.storage.retention,
+        }
+    }
 }

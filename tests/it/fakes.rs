@@ -148,7 +148,7 @@ impl Fake {
             got.iter()
                 .map(|r| {
                     got.iter()
-                        .filter(|o| o.at <= r.at && o.answered_at.map_or(true, |done| done > r.at))
+                        .filter(|o| o.at <= r.at && o.answered_at.is_none_or(|done| done > r.at))
                         .count()
                 })
                 .max()

@@ -107,7 +107,7 @@ mod tests {
 
     fn store() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
-        crate::outbox::schema::open(&conn).unwrap();
+        super::super::schema::open(&conn).unwrap();
         conn
     }
 

@@ -19,7 +19,7 @@ use std::thread;
 use rusqlite::hooks::Wal;
 use rusqlite::Connection;
 
-use super::types::StoreError;
+use crate::outbox::StoreError;
 
 /// WAL pages after which the checkpointer is woken (SQLite's own default threshold).
 const WAKE_AT: c_int = 1000;
@@ -62,7 +62,7 @@ impl Checkpointer {
         thread::Builder::new()
             .name("amrelay-checkpoint".into())
             .spawn(move || run(own, &db, rx))
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+            .map_err(|e| StoreError::io("starting the WAL checkpointer thread", e))?;
         conn.wal_hook(Some(note_pages));
         Ok(Checkpointer { wake })
     }

@@ -107,7 +107,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(dedup_tables, 0);
-        let seen = crate::outbox::seen::Seen::load(&conn, 0).unwrap();
+        let seen = super::super::seen::Seen::load(&conn, 0).unwrap();
         let key = crate::domain::DedupKey::from_stored("k".into());
         assert_eq!(seen.find(&conn, &key).unwrap(), Some(1000));
     }

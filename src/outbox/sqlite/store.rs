@@ -4,20 +4,22 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, Row, Transaction};
+use rusqlite::{params, Connection, OpenFlags, Row, Transaction};
 
 use super::checkpoint::{self, Checkpointer};
+use super::request::{Completed, Request};
 use super::schema;
 use super::seen::Seen;
-use super::stored;
-use super::types::*;
 use crate::domain::dedup;
 use crate::domain::time::now_ms;
+use crate::outbox::stored;
+use crate::outbox::types::*;
+use crate::outbox::Access;
 
 /// The store's file under `storage.path`.
 const DB_FILE: &str = "amrelay.db";
 
-pub struct Store {
+pub(super) struct Store {
     conn: Connection,
     durability: Durability,
     /// The dedup keys of the current window, indexed in memory.
@@ -26,7 +28,7 @@ pub struct Store {
 
 /// How far a commit goes before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+pub(super) enum Durability {
     /// `synchronous = FULL`: on disk, survives a power loss.
     Fsync,
     /// `synchronous = NORMAL` in WAL mode: survives a crash of amrelay, not of the OS.
@@ -34,11 +36,24 @@ pub enum Durability {
 }
 
 impl Store {
-    /// Opens (or creates) the store and indexes the dedup keys accepted within the window.
-    pub fn open(dir: &Path, limits: &Limits) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        let conn = Connection::open(dir.join(DB_FILE))?;
+    /// Opens the store and indexes the dedup keys accepted within the window. Only the
+    /// server creates a store; a command refuses one that is not there.
+    pub(super) fn open(dir: &Path, limits: &Limits, access: Access) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE);
+        let conn = match access {
+            Access::Serve => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::io(dir.display().to_string(), e))?;
+                Connection::open(&path)?
+            }
+            Access::Tool if !path.is_file() => {
+                return Err(StoreError::Refused(format!(
+                "no store at {} (storage.path): has `amrelay serve` run with this configuration?",
+                path.display()
+            )))
+            }
+            Access::Tool => Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+        };
         schema::open(&conn)?;
         let since = now_ms() - limits.dedup_window.as_millis() as i64;
         let seen = Seen::load(&conn, since)?;
@@ -80,42 +95,35 @@ impl Store {
         Ok(())
     }
 
-    /// Runs one request in its own transaction (the CLI's path; the server batches).
-    pub fn run(&mut self, req: &Request, limits: &Limits) -> Result<Response, StoreError> {
-        let mut open = self.count_open()?;
-        let mut out = self.transact(std::iter::once(req), limits, now_ms(), &mut open)?;
-        out.pop()
-            .ok_or_else(|| StoreError::Io("no response to a request".into()))
-    }
-
-    /// Runs requests in one transaction, in order. Err means nothing was committed: the
-    /// dedup index and `open` (the count of undelivered rows) are left as they were.
-    pub(super) fn transact<'r>(
+    /// Runs requests in one transaction, in order, each holding its answer. Err means
+    /// nothing was committed: the answers, the dedup index and `open` (the count of
+    /// undelivered rows) are left as they were.
+    pub(super) fn transact(
         &mut self,
-        reqs: impl IntoIterator<Item = &'r Request>,
+        reqs: &mut [Request],
         limits: &Limits,
         now: i64,
         open: &mut u64,
-    ) -> Result<Vec<Response>, StoreError> {
+    ) -> Result<(), StoreError> {
         let mut scratch = *open;
         let Store { conn, seen, .. } = self;
         let result = (|| {
             let tx = conn.transaction()?;
-            let out = reqs
-                .into_iter()
-                .map(|req| exec(&tx, req, limits, now, &mut scratch, seen))
-                .collect::<Result<Vec<_>, _>>()?;
+            for req in reqs.iter_mut() {
+                exec(&tx, req, limits, now, &mut scratch, seen)?;
+            }
             tx.commit()?;
-            Ok(out)
+            Ok(())
         })();
         match result {
-            Ok(out) => {
+            Ok(()) => {
                 seen.commit();
                 *open = scratch;
-                Ok(out)
+                Ok(())
             }
             Err(e) => {
                 seen.rollback();
+                reqs.iter_mut().for_each(Request::forget);
                 Err(e)
             }
         }
@@ -123,11 +131,11 @@ impl Store {
 
     /// After a crash or stop nothing is in flight: those attempts' outcomes are unknown,
     /// so they are tried again (the only source of duplicates).
-    pub fn recover_inflight(&mut self) -> Result<usize, StoreError> {
+    pub(super) fn recover_inflight(&mut self) -> Result<usize, StoreError> {
         recover_inflight(&self.conn)
     }
 
-    pub fn count_open(&self) -> Result<u64, StoreError> {
+    pub(super) fn count_open(&self) -> Result<u64, StoreError> {
         count_open(&self.conn)
     }
 }
@@ -147,43 +155,52 @@ fn count_open(conn: &Connection) -> Result<u64, StoreError> {
     )? as u64)
 }
 
-/// Executes one request. `open` is the count of undelivered rows, updated as rows open
-/// and close, so that `max_pending` holds within a batch.
+/// Executes one request, holding its answer in it. `open` is the count of undelivered
+/// rows, updated as rows open and close, so that `max_pending` holds within a batch.
 fn exec(
     tx: &Transaction,
-    req: &Request,
+    req: &mut Request,
     limits: &Limits,
     now: i64,
     open: &mut u64,
     seen: &mut Seen,
-) -> Result<Response, StoreError> {
+) -> Result<(), StoreError> {
     match req {
-        Request::Enqueue(new) => enqueue(tx, new, limits, now, open, seen).map(Response::Enqueued),
-        Request::Claim { channel, limit } => claim(tx, channel, *limit, now).map(Response::Claimed),
-        Request::Complete { id, completion } => {
+        Request::Enqueue(new, reply) => reply.hold(enqueue(tx, new, limits, now, open, seen)?),
+        Request::Claim {
+            channel,
+            limit,
+            reply,
+        } => reply.hold(claim(tx, channel, *limit, now)?),
+        Request::Complete {
+            id,
+            completion,
+            reply,
+        } => {
             let wakes = complete(tx, *id, completion, now, open)?;
-            Ok(Response::Completed { wakes })
+            reply.hold(Completed { wakes });
         }
-        Request::CountOpen => {
+        Request::CountOpen(reply) => {
             *open = count_open(tx)?;
-            Ok(Response::Count(*open as usize))
+            reply.hold(*open as usize);
         }
-        Request::Probe => {
+        Request::Probe(reply) => {
             tx.execute(
                 "INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?1)",
                 [now],
             )?;
-            Ok(Response::Done)
+            reply.hold(());
         }
-        Request::DeadLetters { limit } => dead_letters(tx, *limit).map(Response::DeadLetters),
-        Request::Requeue(which) => {
-            let n = requeue(tx, which, now)?;
-            *open += n as u64;
-            Ok(Response::Count(n))
+        Request::DeadLetters { limit, reply } => reply.hold(dead_letters(tx, *limit)?),
+        Request::Requeue(which, reply) => {
+            let done = requeue(tx, which, now)?;
+            *open += done.count as u64;
+            reply.hold(done);
         }
-        Request::Prune => prune(tx, limits, now, seen).map(Response::Count),
-        Request::RecoverInflight => Ok(Response::Count(recover_inflight(tx)?)),
+        Request::Prune(reply) => reply.hold(prune(tx, limits, now, seen)?),
+        Request::RecoverInflight(reply) => reply.hold(recover_inflight(tx)?),
     }
+    Ok(())
 }
 
 fn enqueue(
@@ -436,18 +453,24 @@ fn dead_letters(tx: &Transaction, limit: usize) -> Result<Vec<DeadLetter>, Store
     Ok(rows)
 }
 
-fn requeue(tx: &Transaction, which: &Requeue, now: i64) -> Result<usize, StoreError> {
+fn requeue(tx: &Transaction, which: &Requeue, now: i64) -> Result<Requeued, StoreError> {
     let sql = "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?1, enqueued_at = ?1, updated_at = ?1
                WHERE state = 'dead'";
     Ok(match which {
-        Requeue::All => tx.execute(sql, [now])?,
+        Requeue::All => Requeued {
+            count: tx.execute(sql, [now])?,
+            not_dead: Vec::new(),
+        },
         Requeue::Ids(ids) => {
             let mut stmt = tx.prepare_cached(&format!("{sql} AND id = ?2"))?;
-            let mut n = 0;
+            let mut done = Requeued::default();
             for id in ids {
-                n += stmt.execute(params![now, id])?;
+                match stmt.execute(params![now, id])? {
+                    0 => done.not_dead.push(*id),
+                    n => done.count += n,
+                }
             }
-            n
+            done
         }
     })
 }
@@ -492,29 +515,27 @@ fn bytes_of(r: &Row, i: usize) -> rusqlite::Result<Vec<u8>> {
     }
 }
 
-/// What the writer needs to know to accept or refuse.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_pending: u64,
-    pub dedup_window: Duration,
-    pub retention: Duration,
-}
-
-impl Limits {
-    pub fn of(s: &crate::config::Settings) -> Self {
-        Limits {
-            max_pending: s.storage.max_pending,
-            dedup_window: s.dedup_window,
-            retention: s.storage.retention,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::wire;
     use crate::domain::DedupKey;
+
+    /// One request in its own transaction, as the writer runs a batch of one.
+    fn run<T>(
+        store: &mut Store,
+        make: impl FnOnce(super::super::request::Reply<T>) -> Request,
+    ) -> T {
+        let (reply, mut rx) = super::super::request::Reply::new();
+        let mut reqs = [make(reply)];
+        let mut open = store.count_open().unwrap();
+        store
+            .transact(&mut reqs, &limits(), now_ms(), &mut open)
+            .unwrap();
+        let [req] = reqs;
+        req.answer(None);
+        rx.try_recv().unwrap().unwrap()
+    }
 
     fn limits() -> Limits {
         Limits {
@@ -527,7 +548,7 @@ mod tests {
     #[test]
     fn new_rows_are_stored_compressed_and_rows_of_an_earlier_version_still_deliver() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), &limits()).unwrap();
+        let mut store = Store::open(dir.path(), &limits(), Access::Serve).unwrap();
         // A row as an earlier version wrote it: format 1, the body as TEXT.
         let old = wire::fixture_bytes("primary-down-firing");
         store
@@ -556,9 +577,7 @@ mod tests {
             fast: vec![false],
             holds: vec![Hold::default()],
         };
-        let Response::Enqueued(Enqueued::Accepted { .. }) =
-            store.run(&Request::Enqueue(new), &limits()).unwrap()
-        else {
+        let Enqueued::Accepted { .. } = run(&mut store, |r| Request::Enqueue(new, r)) else {
             panic!("not accepted");
         };
         let (kind, len): (String, usize) = store
@@ -576,13 +595,11 @@ mod tests {
             body.len()
         );
 
-        let claim = Request::Claim {
+        let c = run(&mut store, |reply| Request::Claim {
             channel: "c".into(),
             limit: 10,
-        };
-        let Response::Claimed(c) = store.run(&claim, &limits()).unwrap() else {
-            panic!("no claim");
-        };
+            reply,
+        });
         let read: Vec<_> = c
             .deliveries
             .iter()
