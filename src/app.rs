@@ -17,7 +17,7 @@ use crate::deliver::Deliverer;
 use crate::domain::time::now_ms;
 use crate::ingest::{self, AppState, Pipeline};
 use crate::outbox::{Access, Limits, Outbox};
-use crate::pipeline::{Holds, Router as Routes};
+use crate::pipeline::{Holds, Routes};
 use crate::promotion::endpoint::Endpoint;
 use crate::sinks::promotion::{state::CallerState, PromotionEnv};
 use crate::sinks::SinkContext;

@@ -31,7 +31,7 @@ use crate::config::Settings;
 use crate::telemetry::Metrics;
 use buffer::{Bounds, Buffer};
 use scrape::Scraper;
-use sender::Endpoint;
+use sender::RemoteWriter;
 
 /// The running collector: one task per target and one per endpoint.
 pub struct Collector {
@@ -65,7 +65,7 @@ impl Collector {
             if stats.samples > 0 {
                 tracing::info!(endpoint = %e.name, samples = stats.samples, bytes = stats.bytes, "buffered samples from an earlier run will be sent");
             }
-            let ep = Arc::new(Endpoint::new(e.clone(), buffer));
+            let ep = Arc::new(RemoteWriter::new(e.clone(), buffer));
             tasks.spawn(
                 ep.clone()
                     .run(client.clone(), metrics.clone(), stop.clone()),

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::parse::{self, Format};
 use super::remote_write::{self, Label, TimeSeries, WriteRequest};
-use super::sender::Endpoint;
+use super::sender::RemoteWriter;
 use crate::config::TargetSettings;
 use crate::domain::time::now_ms;
 use crate::telemetry::metrics::CollectorMetrics;
@@ -33,7 +33,7 @@ pub struct Scraper {
     pub extra_labels: Vec<(String, String)>,
     pub client: reqwest::Client,
     pub metrics: Arc<Metrics>,
-    pub endpoints: Vec<Arc<Endpoint>>,
+    pub endpoints: Vec<Arc<RemoteWriter>>,
 }
 
 /// Why a scrape failed: the metric's reason label and a message for the log.

@@ -20,15 +20,17 @@ use crate::telemetry::Metrics;
 /// How often an idle sender refreshes its gauges and applies the age bound.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
-pub struct Endpoint {
+/// One remote-write endpoint: its settings, its on-disk buffer, and the wake-up of the
+/// task that sends to it.
+pub struct RemoteWriter {
     pub settings: RemoteWriteSettings,
     buffer: Arc<Mutex<Buffer>>,
     wake: Notify,
 }
 
-impl Endpoint {
-    pub fn new(settings: RemoteWriteSettings, buffer: Buffer) -> Endpoint {
-        Endpoint {
+impl RemoteWriter {
+    pub fn new(settings: RemoteWriteSettings, buffer: Buffer) -> RemoteWriter {
+        RemoteWriter {
             settings,
             buffer: Arc::new(Mutex::new(buffer)),
             wake: Notify::new(),

@@ -21,7 +21,7 @@ use crate::deliver::{Lanes, Reservation};
 use crate::domain::time::now_ms;
 use crate::domain::{wire, DedupKey, Notification};
 use crate::outbox::{stored, Completion, Enqueued, NewNotification, Outbox};
-use crate::pipeline::{Holds, Router as Routes};
+use crate::pipeline::{Holds, Routes};
 use crate::telemetry::Metrics;
 
 pub const WEBHOOK_PATH: &str = "/webhook/alertmanager";

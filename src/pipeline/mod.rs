@@ -7,4 +7,4 @@ pub mod hold;
 pub mod route;
 
 pub use hold::Holds;
-pub use route::Router;
+pub use route::Routes;

@@ -8,13 +8,13 @@ use crate::domain::Notification;
 pub const RECEIVER_LABEL: &str = "receiver";
 
 #[derive(Debug, Clone)]
-pub struct Router {
+pub struct Routes {
     routes: Vec<RouteSettings>,
 }
 
-impl Router {
+impl Routes {
     pub fn new(routes: Vec<RouteSettings>) -> Self {
-        Router { routes }
+        Routes { routes }
     }
 
     /// The channels for `n`, each once, in route order. Never empty when the last route
@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn first_match_wins() {
-        let r = Router::new(vec![
+        let r = Routes::new(vec![
             route(&[r#"alertname=~"Primary.*""#], &["pager"], false),
             route(&[r#"alertname=~".*""#], &["chat"], false),
             route(&[], &["catch"], false),
@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn continue_adds_later_matches_once() {
-        let r = Router::new(vec![
+        let r = Routes::new(vec![
             route(&[r#"alertname="PrimaryDown""#], &["pager", "chat"], true),
             route(&[r#"alertname!="Other""#], &["chat", "hook"], false),
             route(&[], &["catch"], false),
@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn unmatched_goes_to_the_catch_all() {
-        let r = Router::new(vec![
+        let r = Routes::new(vec![
             route(&[r#"severity="page-me-never""#], &["pager"], false),
             route(&[], &["catch"], false),
         ]);
@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn all_matchers_of_a_route_must_hold() {
-        let r = Router::new(vec![
+        let r = Routes::new(vec![
             route(
                 &[r#"alertname="PrimaryDown""#, r#"severity="info""#],
                 &["a"],
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn the_receiver_pseudo_label_can_be_matched() {
         let n = primary_down();
-        let r = Router::new(vec![
+        let r = Routes::new(vec![
             route(
                 &[&format!("receiver=\"{}\"", n.receiver)],
                 &["by-receiver"],
@@ -123,7 +123,7 @@ mod tests {
     fn the_receiver_pseudo_label_wins_over_a_common_label_of_that_name() {
         let mut n = primary_down();
         n.common_labels.insert("receiver", "from-the-labels");
-        let r = Router::new(vec![
+        let r = Routes::new(vec![
             route(&["receiver=\"from-the-labels\""], &["by-label"], false),
             route(&[], &["catch"], false),
         ]);

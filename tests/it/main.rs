@@ -15,5 +15,6 @@ mod drill;
 mod email;
 mod endpoint;
 mod ingest;
+mod layers;
 mod process;
 mod promotion;
