@@ -7,11 +7,12 @@ mod email;
 mod promotion;
 mod promotion_endpoint;
 mod raw;
+mod storage;
 mod values;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls, TemplateSources};
 pub use promotion::{PromotionSettings, Quorum};
 pub use promotion_endpoint::PromotionEndpointSettings;
+pub use storage::{PostgresSettings, PostgresTls, StorageBackend, StorageSettings};
 pub use values::Rate;
 
 pub use collector::{CollectorSettings, RemoteWriteSettings, TargetSettings};
@@ -45,6 +47,9 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// This amrelay's name in logs, metrics, `status` and the claims it holds in a
+    /// shared store; the host name unless set.
+    pub instance: String,
     pub auth: Option<HttpAuth>,
     pub max_body: usize,
     pub shutdown_grace: Duration,
@@ -106,13 +111,6 @@ fn http_auth(
         (Some(t), None) => Some(HttpAuth::Bearer(t)),
         (None, b) => b,
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct StorageSettings {
-    pub path: PathBuf,
-    pub max_pending: u64,
-    pub retention: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -263,15 +261,7 @@ impl Settings {
     fn from_raw(raw: RawConfig, builtin_defaults: bool) -> Result<Settings, ConfigErrors> {
         let mut p = Problems::default();
         let server = server(&raw, &mut p);
-        let storage = StorageSettings {
-            path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("./data")),
-            max_pending: match raw.storage.max_pending {
-                Some(0) => p.push("storage.max_pending", "must be above zero"),
-                Some(n) => n,
-                None => 100_000,
-            },
-            retention: p.duration("storage.retention", raw.storage.retention.as_deref(), "7d"),
-        };
+        let storage = storage::storage(&raw.storage, &mut p);
         let dedup_window = p.duration("dedup.window", raw.dedup.window.as_deref(), "10m");
         let log = LogSettings {
             format: match raw.log.format.as_deref() {
@@ -384,8 +374,17 @@ fn server(raw: &RawConfig, p: &mut Problems) -> ServerSettings {
         s.bearer_token_env.as_deref(),
         s.basic_auth.as_ref(),
     );
+    let instance = match s.instance.as_deref() {
+        None => values::hostname(),
+        Some(i) if values::instance_name(i) => i.to_owned(),
+        Some(i) => p.push(
+            "server.instance",
+            format!("expected 1-64 letters, digits, '.', '-' or '_', got {i:?}"),
+        ),
+    };
     ServerSettings {
         listen,
+        instance,
         auth,
         max_body: p.size("server.max_body", s.max_body.as_deref(), "4MiB"),
         shutdown_grace: p.duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s"),

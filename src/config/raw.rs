@@ -20,6 +20,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub listen: Option<String>,
+    pub instance: Option<String>,
     pub bearer_token_file: Option<String>,
     pub bearer_token_env: Option<String>,
     pub basic_auth: Option<RawBasicAuth>,
@@ -39,6 +40,13 @@ pub struct RawBasicAuth {
 #[serde(deny_unknown_fields, default)]
 pub struct RawStorage {
     pub path: Option<String>,
+    pub backend: Option<String>,
+    pub url_file: Option<String>,
+    pub url_env: Option<String>,
+    pub pool_size: Option<usize>,
+    pub sslmode: Option<String>,
+    pub ca_file: Option<String>,
+    pub lease: Option<String>,
     pub max_pending: Option<u64>,
     pub retention: Option<String>,
 }

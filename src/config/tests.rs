@@ -1,4 +1,5 @@
 use super::*;
+use std::path::PathBuf;
 
 fn load_str(toml: &str) -> Result<Settings, ConfigErrors> {
     let dir = tempfile::tempdir().unwrap();
@@ -608,5 +609,103 @@ fn a_fallback_never_leads_to_a_promotion_channel() {
         channels = ["hook"]
         "#,
         &["channels[0].fallback"],
+    );
+}
+
+#[test]
+fn storage_defaults_to_sqlite_and_postgres_keys_need_the_postgres_backend() {
+    let s = Settings::from_raw(RawConfig::default(), true).unwrap();
+    assert!(matches!(s.storage.backend, StorageBackend::Sqlite));
+    assert!(!s.server.instance.is_empty());
+    let p = problems(
+        r#"
+        [server]
+        instance = "a b"
+        [storage]
+        pool_size = 4
+        [[routes]]
+        channels = ["console"]
+        [[channels]]
+        name = "console"
+        kind = "console"
+        "#,
+    );
+    assert!(p.iter().any(|m| m.starts_with("server.instance:")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("storage.pool_size: applies to backend = \"postgres\"")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_postgres_store_reads_its_url_from_a_file_and_names_each_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("pg.url");
+    std::fs::write(
+        &url,
+        "postgres://amrelay:secret@db.example.com:5432/amrelay\n",
+    )
+    .unwrap();
+    let s = load_str(&format!(
+        r#"
+        [server]
+        instance = "relay-1"
+        [storage]
+        backend = "postgres"
+        url_file = "{}"
+        pool_size = 4
+        sslmode = "disable"
+        lease = "5s"
+        [[routes]]
+        channels = ["console"]
+        [[channels]]
+        name = "console"
+        kind = "console"
+        "#,
+        url.display()
+    ))
+    .unwrap();
+    assert_eq!(s.server.instance, "relay-1");
+    let StorageBackend::Postgres(pg) = &s.storage.backend else {
+        panic!("not postgres: {:?}", s.storage.backend);
+    };
+    assert_eq!(pg.pool_size, 4);
+    assert_eq!(pg.tls, PostgresTls::Disable);
+    assert_eq!(pg.lease, std::time::Duration::from_secs(5));
+    // The password is not printed with the settings.
+    assert!(!format!("{s:?}").contains("secret@"));
+
+    let p = problems(
+        r#"
+        [storage]
+        backend = "postgres"
+        sslmode = "prefer"
+        lease = "100ms"
+        [[routes]]
+        channels = ["console"]
+        [[channels]]
+        name = "console"
+        kind = "console"
+        "#,
+    );
+    for key in ["storage.url_file:", "storage.sslmode:", "storage.lease:"] {
+        assert!(p.iter().any(|m| m.starts_with(key)), "{key} in {p:?}");
+    }
+    let p = problems(
+        r#"
+        [storage]
+        backend = "mysql"
+        [[routes]]
+        channels = ["console"]
+        [[channels]]
+        name = "console"
+        kind = "console"
+        "#,
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains("storage.backend: expected \"sqlite\" or \"postgres\"")),
+        "{p:?}"
     );
 }

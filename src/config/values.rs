@@ -50,6 +50,22 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("expected a size above zero, got {s:?}"))
 }
 
+/// This host's name, for `server.instance`; "amrelay" when it has none that fits.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| instance_name(h))
+        .unwrap_or_else(|| "amrelay".to_owned())
+}
+
+/// What an instance may be called: short, and safe in a log line and a label.
+pub fn instance_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
 /// Reads a secret from `<base>_file` (trimmed) or `<base>_env` (an environment variable's name).
 pub fn secret(
     base: &str,
