@@ -22,12 +22,12 @@ use state::{CallerState, Incident, NewIncident};
 
 use super::Delivery;
 use crate::config::PromotionSettings;
+use crate::domain::promotion::{PromoteRequest, PROMOTE_PATH, STATUS_PATH};
 use crate::domain::signature::{sign, SigningKey};
 use crate::domain::time::now_ms;
 use crate::domain::{Notification, Status};
 use crate::net::{http, Outcome};
 use crate::outbox::Outbox;
-use crate::promotion::{PromoteRequest, PROMOTE_PATH, STATUS_PATH};
 use crate::telemetry::Metrics;
 
 /// What a promotion channel needs besides its settings: its memory, and the outbox for

@@ -192,7 +192,7 @@ pub fn open_or_join(c: &mut Connection, new: &NewIncident) -> rusqlite::Result<(
         return Ok((open, false));
     }
     // The key the request carries (`PromoteRequest::new` takes the epoch the same way).
-    let key = crate::promotion::incident_key(new.target, new.epoch.max(0) as u64);
+    let key = crate::domain::promotion::incident_key(new.target, new.epoch.max(0) as u64);
     tx.execute(
         "INSERT INTO incidents (target, key, epoch, state, delivery_id, delivery_created, reason, firing_since, opened_at)
          VALUES (?1, ?2, ?3, 'requesting', ?4, ?8, ?5, ?6, ?7)",
