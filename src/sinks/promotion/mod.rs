@@ -8,25 +8,25 @@
 //! resolve never fails back; it closes the incident and tells the outcome channels.
 
 mod outcome;
+mod requester;
 pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
 
 use outcome::Event;
 pub use outcome::{FORCE_LABEL, MANUAL_LABEL};
+pub use requester::{Reply, Requester};
 use state::{CallerState, Incident, NewIncident};
 
 use super::Delivery;
 use crate::config::PromotionSettings;
-use crate::domain::promotion::{PromoteRequest, PROMOTE_PATH, STATUS_PATH};
-use crate::domain::signature::{sign, SigningKey};
+use crate::domain::promotion::{PromoteRequest, Verdict};
 use crate::domain::time::now_ms;
 use crate::domain::{Notification, Status};
-use crate::net::{http, Outcome};
+use crate::net::Outcome;
 use crate::outbox::Outbox;
 use crate::telemetry::Metrics;
 
@@ -51,8 +51,7 @@ pub struct PromotionSink {
     s: PromotionSettings,
     /// The channel's max_age: an unfinished incident older than this lost its sender.
     max_age: Duration,
-    client: reqwest::Client,
-    key: SigningKey,
+    requester: Requester,
     env: Option<PromotionEnv>,
 }
 
@@ -65,9 +64,8 @@ impl PromotionSink {
     ) -> Self {
         PromotionSink {
             max_age,
-            key: SigningKey::from_secret(&s.secret),
+            requester: Requester::new(s, client),
             s: s.clone(),
-            client,
             env,
         }
     }
@@ -215,8 +213,8 @@ impl PromotionSink {
         let t = self.s.target.clone();
         let epoch = match env.state.with(move |c| state::last_epoch(c, &t)).await? {
             Some(e) => e,
-            None => match self.current_epoch(d).await {
-                Ok(e) => e,
+            None => match self.requester.current_epoch(d.id).await {
+                Ok(e) => stored_epoch(e),
                 Err(o) => return Ok(o),
             },
         };
@@ -324,26 +322,18 @@ impl PromotionSink {
         let mut req = PromoteRequest::new(&inc.target, inc.epoch.max(0) as u64, inc.reason.clone());
         req.manual = is_manual(d.notification);
         req.dry_run = self.s.dry_run;
-        let body = serde_json::to_value(&req).unwrap_or(Value::Null);
-        let (status, headers, answer) = match self
-            .call(reqwest::Method::POST, PROMOTE_PATH, d.id, &body)
-            .await
-        {
-            Ok(a) => a,
+        let reply = match self.requester.promote(&req, d.id).await {
+            Ok(r) => r,
             Err(o) => return o,
         };
-        if let Some(e) = answer.get("epoch").and_then(Value::as_i64) {
-            let t = inc.target.clone();
+        let verdict = reply.body.as_ref().ok().map(|a| a.result);
+        if let Ok(a) = &reply.body {
+            let (t, e) = (inc.target.clone(), stored_epoch(a.status.epoch));
             let _ = env.state.with(move |c| state::saw_epoch(c, &t, e)).await;
         }
-        let result = answer
-            .get("result")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let final_state = match (status.as_u16(), result.as_str()) {
-            (200, "verified") => Some("verified"),
-            (200, "promoted") => Some("promoted"),
+        let final_state = match (reply.status.as_u16(), verdict) {
+            (200, Some(Verdict::Verified)) => Some("verified"),
+            (200, Some(Verdict::Promoted)) => Some("promoted"),
             // Not the endpoint's answer (a wrong url, a proxy): never taken as a promotion.
             (200, _) => Some("failed"),
             (409, _) => Some("refused"),
@@ -353,26 +343,16 @@ impl PromotionSink {
         let Some(final_state) = final_state else {
             // 202 running, 503 exit 75, other 5xx: the same key again later. A 202 is not
             // a delivery: the command is still running.
-            return match status.as_u16() {
+            return match reply.status.as_u16() {
                 200..=299 => Outcome::Retryable {
-                    reason: format!(
-                        "promotion_{}",
-                        if result.is_empty() {
-                            "running"
-                        } else {
-                            &result
-                        }
-                    ),
-                    detail: describe(status, &answer),
-                    retry_after: http::retry_after(&headers),
+                    reason: format!("promotion_{}", verdict.map_or("running", Verdict::as_str)),
+                    detail: reply.describe(),
+                    retry_after: reply.retry_after(),
                 },
-                _ => http::with_detail(
-                    http::classify_status(status, &headers, &answer.to_string()),
-                    describe(status, &answer),
-                ),
+                _ => reply.by_status(),
             };
         };
-        let detail = describe(status, &answer);
+        let detail = reply.describe();
         let now = now_ms();
         let (id, st, det) = (inc.id, final_state.to_owned(), detail.clone());
         if let Err(e) = env
@@ -439,89 +419,28 @@ impl PromotionSink {
 
     /// `send-test --dry-run`: a signed dry-run request for the next epoch; nothing runs.
     async fn verify(&self, d: &Delivery<'_>) -> Outcome {
-        let epoch = match self.current_epoch(d).await {
+        let epoch = match self.requester.current_epoch(d.id).await {
             Ok(e) => e,
             Err(o) => return o,
         };
         let mut req = PromoteRequest::new(
             &self.s.target,
-            (epoch + 1).max(1) as u64,
+            epoch.saturating_add(1),
             "amrelay send-test --dry-run",
         );
         req.manual = true;
         req.dry_run = true;
-        let body = serde_json::to_value(&req).unwrap_or(Value::Null);
-        match self
-            .call(reqwest::Method::POST, PROMOTE_PATH, d.id, &body)
-            .await
-        {
+        match self.requester.promote(&req, d.id).await {
             Err(o) => o,
-            Ok((status, _, answer))
-                if status == StatusCode::OK
-                    && answer.get("result").and_then(Value::as_str) == Some("verified") =>
+            Ok(r)
+                if r.status == StatusCode::OK
+                    && r.body.as_ref().is_ok_and(|a| a.result == Verdict::Verified) =>
             {
-                tracing::info!(answer = %answer, "the endpoint verified the request");
+                tracing::info!(answer = %r.describe(), "the endpoint verified the request");
                 Outcome::Delivered
             }
-            Ok((status, headers, answer)) => not_ok(status, &headers, &answer),
+            Ok(r) => r.by_status(),
         }
-    }
-
-    /// `GET /v1/promotion`: the endpoint's current epoch.
-    async fn current_epoch(&self, d: &Delivery<'_>) -> Result<i64, Outcome> {
-        let (status, headers, answer) = self
-            .call(reqwest::Method::GET, STATUS_PATH, d.id, &Value::Null)
-            .await?;
-        if !status.is_success() {
-            return Err(not_ok(status, &headers, &answer));
-        }
-        answer.get("epoch").and_then(Value::as_i64).ok_or_else(|| {
-            Outcome::permanent(
-                "promotion_answer",
-                format!("GET /v1/promotion has no epoch: {answer}"),
-            )
-        })
-    }
-
-    /// A signed request; the answer's status, headers and JSON body (Null if none). Each
-    /// request gets a fresh `webhook-id`: the endpoint refuses a repeated (id, timestamp)
-    /// pair as a replay, and timestamps are whole seconds. The incident key, not the id,
-    /// is what makes a retry the same request.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        delivery_id: i64,
-        body: &Value,
-    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), Outcome> {
-        let bytes = if body.is_null() {
-            Vec::new()
-        } else {
-            body.to_string().into_bytes()
-        };
-        let id = format!("amrelay-{delivery_id}-{}", uuid::Uuid::new_v4().simple());
-        let ts = chrono::Utc::now().timestamp();
-        let mut req = self
-            .client
-            .request(
-                method,
-                http::join(&self.s.url, path.trim_start_matches('/')),
-            )
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", sign(&self.key, &id, ts, &bytes));
-        if !bytes.is_empty() {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
-        }
-        let r = req.send().await.map_err(|e| http::classify_error(&e))?;
-        let status = r.status();
-        let headers = r.headers().clone();
-        let text = r.text().await.unwrap_or_default();
-        let answer = serde_json::from_str(&text)
-            .unwrap_or_else(|_| json!({ "error": http::snippet(&text) }));
-        Ok((status, headers, answer))
     }
 
     async fn tell(&self, env: &PromotionEnv, d: &Delivery<'_>, event: Event) -> Result<(), String> {
@@ -541,13 +460,10 @@ fn final_outcome(state: &str, detail: String) -> Outcome {
     }
 }
 
-/// A status that is not the answer hoped for, read by the HTTP table, described with
-/// what the endpoint said.
-fn not_ok(status: StatusCode, headers: &reqwest::header::HeaderMap, answer: &Value) -> Outcome {
-    http::with_detail(
-        http::classify_status(status, headers, ""),
-        describe(status, answer),
-    )
+/// An epoch the endpoint showed, as the caller's store keeps it (SQLite's integer). The
+/// endpoint keeps its epoch in SQLite too, so the cap is never reached.
+fn stored_epoch(e: u64) -> i64 {
+    i64::try_from(e).unwrap_or(i64::MAX)
 }
 
 /// Made by `amrelay promote`: the admin receiver (which ingest refuses from outside)
@@ -583,32 +499,4 @@ fn reason(n: &Notification, manual: bool) -> String {
         r.push_str(s);
     }
     r
-}
-
-/// The endpoint's answer in one line: result, state, epoch, exit code, the stderr tail.
-fn describe(status: StatusCode, a: &Value) -> String {
-    let mut parts = vec![format!("HTTP {}", status.as_u16())];
-    for k in ["result", "state", "epoch", "error"] {
-        if let Some(v) = a.get(k).filter(|v| !v.is_null()) {
-            parts.push(format!(
-                "{k}={}",
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string())
-            ));
-        }
-    }
-    if let Some(last) = a.get("last").filter(|v| v.is_object()) {
-        if let Some(code) = last.get("exit_code").filter(|v| !v.is_null()) {
-            parts.push(format!("exit_code={code}"));
-        }
-        if let Some(tail) = last
-            .get("stderr_tail")
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-        {
-            parts.push(format!("stderr: {}", http::snippet(tail)));
-        }
-    }
-    parts.join(" ")
 }
