@@ -18,8 +18,8 @@ use crate::domain::time::now_ms;
 use crate::ingest::{self, AppState, Pipeline};
 use crate::outbox::{Access, Limits, Outbox};
 use crate::pipeline::{Holds, Routes};
+use crate::promotion::caller::{state::CallerState, CallerEnv};
 use crate::promotion::endpoint::Endpoint;
-use crate::sinks::promotion::{state::CallerState, PromotionEnv};
 use crate::sinks::SinkContext;
 use crate::telemetry::Metrics;
 
@@ -88,11 +88,11 @@ impl App {
         }
         let sinks = SinkContext {
             client: crate::net::client().context("building the HTTP client")?,
-            promotion: Some(PromotionEnv {
+            promotion: Some(Arc::new(CallerEnv {
                 state: caller.clone(),
                 outbox: outbox.clone(),
                 metrics: metrics.clone(),
-            }),
+            })),
         };
         let built = Deliverer::build_sinks(&settings, &sinks)?;
         let deliverer = Deliverer::start(&settings, built, &outbox, &metrics);

@@ -7,15 +7,16 @@
 //! ```
 //!
 //! - [`config`]: the TOML file and env overrides, parsed once into [`config::Settings`].
-//! - [`domain`]: alerts, notifications, label matchers.
+//! - [`domain`]: alerts, notifications, label matchers, the Alertmanager wire format and
+//!   the promotion protocol's words.
 //! - [`ingest`]: `POST /webhook/alertmanager`, auth, the Alertmanager payload.
 //! - [`pipeline`]: dedup keys, routing and holds (a promotion's min_firing), pure decisions.
 //! - [`outbox`]: the durable store, with group commit.
 //! - [`deliver`]: one worker per channel: rate limit, retry schedule, fallback.
 //! - [`sinks`]: how each kind of channel sends and classifies answers; the promotion
-//!   sink is failover's caller side (incidents, epochs, guards, outcome messages).
-//! - [`promotion`]: failover: the promotion protocol's types, and the backup's endpoint
-//!   that runs the promotion command at most once per incident.
+//!   sink signs one request and reads the answer, and hands the rest to failover's caller.
+//! - [`promotion`]: failover: the caller (incidents, epochs, guards, outcome messages)
+//!   and the backup's endpoint that runs the promotion command at most once per incident.
 //! - [`admin`]: the admin API behind `amrelay promote` and `amrelay status`.
 //! - [`telemetry`]: logs and metrics.
 //! - [`app`]: builds every part from the settings and runs until shutdown.

@@ -26,8 +26,8 @@ use crate::domain::time::now_ms;
 use crate::domain::{LabelSet, Notification};
 use crate::ingest::auth;
 use crate::outbox::Outbox;
-use crate::sinks::promotion::state::{self, CallerState, Incident};
-use crate::sinks::promotion::{FORCE_LABEL, MANUAL_LABEL};
+use crate::promotion::caller::state::{self, CallerState, Incident};
+use crate::promotion::caller::{FORCE_LABEL, MANUAL_LABEL};
 
 pub struct AdminState {
     /// The running configuration (a reload replaces it).

@@ -4,6 +4,7 @@ mod alert;
 pub mod dedup;
 mod labels;
 mod matcher;
+pub mod promotion;
 pub mod signature;
 pub mod time;
 pub mod wire;

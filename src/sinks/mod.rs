@@ -9,6 +9,8 @@ pub mod send_test;
 pub mod slack;
 pub mod webhook;
 
+use std::sync::Arc;
+
 use crate::config::{ChannelKind, ChannelSettings};
 use crate::domain::Notification;
 use crate::net::Outcome;
@@ -32,12 +34,12 @@ pub enum Sink {
     Promotion(promotion::PromotionSink),
 }
 
-/// What sinks share: the HTTP client, and for promotion channels their memory and the
-/// outbox (absent for `send-test`).
+/// What sinks share: the HTTP client, and for promotion channels failover's caller
+/// (absent for `send-test`).
 #[derive(Clone)]
 pub struct SinkContext {
     pub client: reqwest::Client,
-    pub promotion: Option<promotion::PromotionEnv>,
+    pub promotion: Option<Arc<dyn promotion::Caller>>,
 }
 
 impl Sink {

@@ -9,6 +9,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::domain::promotion::{PromotionState, PromotionStatus};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
@@ -90,6 +92,16 @@ pub const PROMOTION_RESULTS: &[&str] = &[
     "unauthorized",
     "bad_request",
 ];
+
+/// The `outcome` label of `amrelay_promotion_runs_finished_total`.
+pub mod run_outcome {
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const RETRY: &str = "retry";
+    pub const FAILED: &str = "failed";
+    pub const TIMED_OUT: &str = "timed_out";
+    pub const INTERRUPTED: &str = "interrupted";
+    pub const ALL: [&str; 5] = [SUCCEEDED, RETRY, FAILED, TIMED_OUT, INTERRUPTED];
+}
 
 /// Webhook rejection reasons, initialised at zero.
 pub const REJECT_REASONS: &[&str] = &[
@@ -387,12 +399,12 @@ impl Metrics {
                 result: result.to_string(),
             });
         }
-        for outcome in crate::promotion::endpoint::run_outcome::ALL {
+        for outcome in run_outcome::ALL {
             let _ = self.promotion_runs_finished.get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
             });
         }
-        for state in crate::promotion::State::ALL {
+        for state in PromotionState::ALL {
             let _ = self.promotion_state.get_or_create(&StateLabels {
                 state: state.as_str().to_owned(),
             });
@@ -436,10 +448,10 @@ impl Metrics {
         }
     }
 
-    pub fn promotion_status(&self, s: &crate::promotion::Status) {
+    pub fn promotion_status(&self, s: &PromotionStatus) {
         self.promotion_epoch
             .set(i64::try_from(s.epoch).unwrap_or(i64::MAX));
-        for state in crate::promotion::State::ALL {
+        for state in PromotionState::ALL {
             self.promotion_state
                 .get_or_create(&StateLabels {
                     state: state.as_str().to_owned(),

@@ -28,11 +28,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::{incident_key, Answer, ErrorBody, Outcome, PromoteRequest, SCHEMA};
-use super::{PROMOTE_PATH, STATUS_PATH};
 use crate::config::PromotionEndpointSettings;
+use crate::domain::promotion::{incident_key, Answer, ErrorBody, PromoteRequest, Verdict, SCHEMA};
+use crate::domain::promotion::{PROMOTE_PATH, STATUS_PATH};
 use crate::domain::signature::SigningKey;
 use crate::domain::time::now_ms;
+use crate::telemetry::metrics::run_outcome;
 use crate::telemetry::Metrics;
 use state::{Decision, Store};
 
@@ -154,12 +155,12 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(ErrorBody { error: msg.into() })).into_response()
 }
 
-fn answer(sh: &Shared, outcome: Outcome, body: &Answer) -> Response {
-    sh.count(outcome.as_str());
+fn answer(sh: &Shared, verdict: Verdict, body: &Answer) -> Response {
+    sh.count(verdict.as_str());
     sh.metrics.promotion_status(&body.status);
-    let status = StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::OK);
+    let status = StatusCode::from_u16(verdict.status()).unwrap_or(StatusCode::OK);
     let mut r = (status, Json(body)).into_response();
-    if matches!(outcome, Outcome::Running | Outcome::Retry) {
+    if matches!(verdict, Verdict::Running | Verdict::Retry) {
         let secs = sh.settings.retry_after.as_secs_f64().ceil().max(1.0) as u64;
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -251,23 +252,23 @@ async fn decide(sh: Arc<Shared>, req: PromoteRequest) -> Response {
         Err(e) => return internal(&e),
     };
     match decision {
-        Decision::Answer(outcome, body) => {
-            match outcome {
-                Outcome::Refused => {
+        Decision::Answer(verdict, body) => {
+            match verdict {
+                Verdict::Refused => {
                     tracing::warn!(epoch = body.status.epoch, state = %body.status.state, "promotion refused")
                 }
-                _ => tracing::info!(result = outcome.as_str(), "promotion request answered"),
+                _ => tracing::info!(result = verdict.as_str(), "promotion request answered"),
             }
-            answer(&sh, outcome, &body)
+            answer(&sh, verdict, &body)
         }
         Decision::Stored {
-            outcome,
+            verdict,
             status,
             body,
         } => {
-            sh.count(outcome.as_str());
+            sh.count(verdict.as_str());
             tracing::info!(
-                result = outcome.as_str(),
+                result = verdict.as_str(),
                 status,
                 "finished key asked again; stored answer repeated"
             );
@@ -281,16 +282,16 @@ async fn decide(sh: Arc<Shared>, req: PromoteRequest) -> Response {
             );
             *sh.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
             match tokio::time::timeout(ANSWER_WITHIN, rx).await {
-                Ok(Ok(Ok((outcome, body)))) => answer(&sh, outcome, &body),
+                Ok(Ok(Ok((verdict, body)))) => answer(&sh, verdict, &body),
                 Ok(Ok(Err(e))) => internal(&e),
                 // Still running (or the task died: the store then says promoting).
                 Ok(Err(_)) | Err(_) => match sh.db(|s| s.status()).await {
                     Ok(status) => answer(
                         &sh,
-                        Outcome::Running,
+                        Verdict::Running,
                         &Answer {
                             status,
-                            result: Outcome::Running,
+                            result: Verdict::Running,
                         },
                     ),
                     Err(e) => internal(&e),
@@ -300,7 +301,7 @@ async fn decide(sh: Arc<Shared>, req: PromoteRequest) -> Response {
     }
 }
 
-type Done = anyhow::Result<(Outcome, Answer)>;
+type Done = anyhow::Result<(Verdict, Answer)>;
 
 /// Runs the command (already stored as `promoting`) and records how it ended. Spawned:
 /// it goes on when the caller hangs up.
@@ -317,18 +318,18 @@ async fn execute(sh: Arc<Shared>, req: PromoteRequest, attempt: u32, tx: oneshot
         ("AMRELAY_ATTEMPT", attempt.to_string()),
     ];
     let ran = run::run(&sh.settings.command, &env, sh.settings.timeout).await;
-    let outcome = ran.finish.outcome();
-    let kind = match outcome {
-        Outcome::Promoted => run_outcome::SUCCEEDED,
-        Outcome::Retry => run_outcome::RETRY,
+    let verdict = ran.finish.verdict();
+    let kind = match verdict {
+        Verdict::Promoted => run_outcome::SUCCEEDED,
+        Verdict::Retry => run_outcome::RETRY,
         _ if ran.timed_out => run_outcome::TIMED_OUT,
         _ => run_outcome::FAILED,
     };
     m.promotion_run(kind, Some(ran.duration));
     let took = format!("{:.3}s", ran.duration.as_secs_f64());
-    match outcome {
-        Outcome::Promoted => tracing::info!(took, "promotion command succeeded"),
-        Outcome::Retry => {
+    match verdict {
+        Verdict::Promoted => tracing::info!(took, "promotion command succeeded"),
+        Verdict::Retry => {
             tracing::warn!(took, "promotion command asked to be retried (exit 75)")
         }
         _ => {
@@ -340,7 +341,7 @@ async fn execute(sh: Arc<Shared>, req: PromoteRequest, attempt: u32, tx: oneshot
     let done = sh
         .db(move |s| s.finish(&key, &finish, now_ms()))
         .await
-        .map(|a| (outcome, a));
+        .map(|a| (verdict, a));
     match &done {
         Ok((_, a)) => m.promotion_status(&a.status),
         Err(e) => tracing::error!(error = format!("{e:#}"), "cannot record how the promotion run ended; it stays promoting until the next start, which records it interrupted"),
@@ -357,16 +358,6 @@ async fn refresh(sh: Arc<Shared>) {
             sh.metrics.promotion_status(&s);
         }
     }
-}
-
-/// The `outcome` label of `amrelay_promotion_runs_finished_total`.
-pub mod run_outcome {
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const RETRY: &str = "retry";
-    pub const FAILED: &str = "failed";
-    pub const TIMED_OUT: &str = "timed_out";
-    pub const INTERRUPTED: &str = "interrupted";
-    pub const ALL: [&str; 5] = [SUCCEEDED, RETRY, FAILED, TIMED_OUT, INTERRUPTED];
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::domain::promotion::{
+    Answer, PromoteRequest, PromotionState, PromotionStatus, Run, Verdict, SCHEMA,
+};
 use crate::domain::time::rfc3339;
-use crate::promotion::{Answer, Outcome, PromoteRequest, Run, State, Status, SCHEMA};
 
 /// The file under `storage.path`.
 pub const FILE: &str = "promotion-endpoint.db";
@@ -75,10 +77,10 @@ pub struct Store {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Nothing to run or store: refused, running, or a dry run that would have run.
-    Answer(Outcome, Box<Answer>),
+    Answer(Verdict, Box<Answer>),
     /// The key's run finished: its final answer, as first answered.
     Stored {
-        outcome: Outcome,
+        verdict: Verdict,
         status: u16,
         body: String,
     },
@@ -98,11 +100,11 @@ pub struct Finish {
 
 impl Finish {
     /// Exit 0 promotes, 75 asks to be retried, anything else fails.
-    pub fn outcome(&self) -> Outcome {
+    pub fn verdict(&self) -> Verdict {
         match (self.exit_code, &self.error) {
-            (Some(0), None) => Outcome::Promoted,
-            (Some(75), None) => Outcome::Retry,
-            _ => Outcome::Failed,
+            (Some(0), None) => Verdict::Promoted,
+            (Some(75), None) => Verdict::Retry,
+            _ => Verdict::Failed,
         }
     }
 }
@@ -127,7 +129,7 @@ pub enum ResetError {
 
 struct Row {
     epoch: u64,
-    state: State,
+    state: PromotionState,
     last_key: Option<String>,
 }
 
@@ -186,7 +188,7 @@ impl Store {
         )?;
         let answer = Answer {
             status: status(&tx, &self.target)?,
-            result: Outcome::Failed,
+            result: Verdict::Failed,
         };
         tx.execute(
             "UPDATE runs SET answer_status = 422, answer_body = ?1 WHERE state = 'interrupted' AND answer_body IS NULL",
@@ -196,7 +198,7 @@ impl Store {
         Ok(keys)
     }
 
-    pub fn status(&self) -> anyhow::Result<Status> {
+    pub fn status(&self) -> anyhow::Result<PromotionStatus> {
         status(&self.conn, &self.target)
     }
 
@@ -223,7 +225,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ep = endpoint_row(&tx)?;
-        let run: Option<(State, Option<u16>, Option<String>, u32)> = tx
+        let run: Option<(PromotionState, Option<u16>, Option<String>, u32)> = tx
             .query_row(
                 "SELECT state, answer_status, answer_body, attempt FROM runs WHERE key = ?1",
                 [&req.key],
@@ -237,33 +239,33 @@ impl Store {
                 },
             )
             .optional()?;
-        let answer = |outcome| -> anyhow::Result<Decision> {
+        let answer = |verdict| -> anyhow::Result<Decision> {
             Ok(Decision::Answer(
-                outcome,
+                verdict,
                 Box::new(Answer {
                     status: status(&tx, &self.target)?,
-                    result: outcome,
+                    result: verdict,
                 }),
             ))
         };
         let attempt = match run {
-            Some((State::Promoting, ..)) => return answer(Outcome::Running),
-            Some((State::Standby, _, _, attempt)) => {
+            Some((PromotionState::Promoting, ..)) => return answer(Verdict::Running),
+            Some((PromotionState::Standby, _, _, attempt)) => {
                 // Asked to be retried: again only while it is still the latest run.
                 let latest = ep.last_key.as_deref() == Some(req.key.as_str());
-                if !(latest && ep.state == State::Standby) {
-                    return answer(Outcome::Refused);
+                if !(latest && ep.state == PromotionState::Standby) {
+                    return answer(Verdict::Refused);
                 }
                 attempt + 1
             }
             Some((state, Some(status), Some(body), _)) => {
-                let outcome = if state == State::Promoted {
-                    Outcome::Promoted
+                let verdict = if state == PromotionState::Promoted {
+                    Verdict::Promoted
                 } else {
-                    Outcome::Failed
+                    Verdict::Failed
                 };
                 return Ok(Decision::Stored {
-                    outcome,
+                    verdict,
                     status,
                     body,
                 });
@@ -272,15 +274,18 @@ impl Store {
                 anyhow::bail!("run {:?} is {state} but has no stored answer", req.key)
             }
             None => {
-                let open = !matches!(ep.state, State::Promoted | State::Promoting);
+                let open = !matches!(
+                    ep.state,
+                    PromotionState::Promoted | PromotionState::Promoting
+                );
                 if !(open && req.epoch == ep.epoch + 1) {
-                    return answer(Outcome::Refused);
+                    return answer(Verdict::Refused);
                 }
                 1
             }
         };
         if req.dry_run {
-            return answer(Outcome::Verified);
+            return answer(Verdict::Verified);
         }
         tx.execute(
             "INSERT INTO runs (key, epoch, state, reason, manual, attempt, started_at)
@@ -302,11 +307,11 @@ impl Store {
     /// Records how the run of `key` ended, and its final answer unless it asked to be
     /// retried.
     pub fn finish(&mut self, key: &str, f: &Finish, now_ms: i64) -> anyhow::Result<Answer> {
-        let outcome = f.outcome();
-        let (run_state, endpoint_state) = match outcome {
-            Outcome::Promoted => (State::Promoted, State::Promoted),
-            Outcome::Retry => (State::Standby, State::Standby),
-            _ => (State::Failed, State::Failed),
+        let verdict = f.verdict();
+        let (run_state, endpoint_state) = match verdict {
+            Verdict::Promoted => (PromotionState::Promoted, PromotionState::Promoted),
+            Verdict::Retry => (PromotionState::Standby, PromotionState::Standby),
+            _ => (PromotionState::Failed, PromotionState::Failed),
         };
         let tx = self
             .conn
@@ -332,12 +337,12 @@ impl Store {
         )?;
         let answer = Answer {
             status: status(&tx, &self.target)?,
-            result: outcome,
+            result: verdict,
         };
-        if outcome != Outcome::Retry {
+        if verdict != Verdict::Retry {
             tx.execute(
                 "UPDATE runs SET answer_status = ?2, answer_body = ?3 WHERE key = ?1",
-                params![key, outcome.status(), serde_json::to_string(&answer)?],
+                params![key, verdict.status(), serde_json::to_string(&answer)?],
             )?;
         }
         tx.commit()?;
@@ -352,7 +357,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("starting a transaction")?;
         let ep = endpoint_row(&tx)?;
-        if ep.state == State::Promoting {
+        if ep.state == PromotionState::Promoting {
             return Err(ResetError::Running {
                 key: ep.last_key.unwrap_or_default(),
             });
@@ -413,11 +418,11 @@ fn endpoint_row(conn: &Connection) -> anyhow::Result<Row> {
 
 /// A state this binary does not know (a newer one wrote it) reads as `failed`: nothing
 /// runs on top of it until an operator looks.
-fn state_col(s: String) -> State {
-    State::parse(&s).unwrap_or(State::Failed)
+fn state_col(s: String) -> PromotionState {
+    PromotionState::parse(&s).unwrap_or(PromotionState::Failed)
 }
 
-fn status(conn: &Connection, target: &str) -> anyhow::Result<Status> {
+fn status(conn: &Connection, target: &str) -> anyhow::Result<PromotionStatus> {
     let ep = endpoint_row(conn)?;
     let last = match &ep.last_key {
         Some(key) => conn
@@ -446,7 +451,7 @@ fn status(conn: &Connection, target: &str) -> anyhow::Result<Status> {
             .optional()?,
         None => None,
     };
-    Ok(Status {
+    Ok(PromotionStatus {
         schema: SCHEMA.to_owned(),
         target: target.to_owned(),
         epoch: ep.epoch,

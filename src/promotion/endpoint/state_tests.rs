@@ -21,9 +21,9 @@ fn exit(code: i32) -> Finish {
     }
 }
 
-fn outcome(d: &Decision) -> Option<Outcome> {
+fn verdict(d: &Decision) -> Option<Verdict> {
     match d {
-        Decision::Answer(o, _) | Decision::Stored { outcome: o, .. } => Some(*o),
+        Decision::Answer(o, _) | Decision::Stored { verdict: o, .. } => Some(*o),
         Decision::Start { .. } => None,
     }
 }
@@ -32,7 +32,10 @@ fn outcome(d: &Decision) -> Option<Outcome> {
 fn a_fresh_store_is_standby_at_epoch_zero_without_a_last_run() {
     let (_d, s) = store();
     let st = s.status().unwrap();
-    assert_eq!((st.epoch, st.state, st.last), (0, State::Standby, None));
+    assert_eq!(
+        (st.epoch, st.state, st.last),
+        (0, PromotionState::Standby, None)
+    );
 }
 
 #[test]
@@ -44,11 +47,11 @@ fn the_next_epoch_starts_and_is_promoting_on_disk_before_the_command_runs() {
     );
     // Another connection (a restart, the CLI) sees it already.
     let other = Store::open(d.path(), "primary").unwrap().status().unwrap();
-    assert_eq!((other.epoch, other.state), (1, State::Promoting));
+    assert_eq!((other.epoch, other.state), (1, PromotionState::Promoting));
     let last = other.last.unwrap();
     assert_eq!(
         (last.key.as_str(), last.state),
-        ("primary/1", State::Promoting)
+        ("primary/1", PromotionState::Promoting)
     );
 }
 
@@ -56,20 +59,20 @@ fn the_next_epoch_starts_and_is_promoting_on_disk_before_the_command_runs() {
 fn a_skipped_epoch_or_a_new_key_while_running_is_refused() {
     let (_d, mut s) = store();
     assert_eq!(
-        outcome(&s.decide(&req(2), 1).unwrap()),
-        Some(Outcome::Refused)
+        verdict(&s.decide(&req(2), 1).unwrap()),
+        Some(Verdict::Refused)
     );
     assert_eq!(
         s.decide(&req(1), 2).unwrap(),
         Decision::Start { attempt: 1 }
     );
     assert_eq!(
-        outcome(&s.decide(&req(2), 3).unwrap()),
-        Some(Outcome::Refused)
+        verdict(&s.decide(&req(2), 3).unwrap()),
+        Some(Verdict::Refused)
     );
     assert_eq!(
-        outcome(&s.decide(&req(1), 4).unwrap()),
-        Some(Outcome::Running)
+        verdict(&s.decide(&req(1), 4).unwrap()),
+        Some(Verdict::Running)
     );
 }
 
@@ -80,7 +83,7 @@ fn a_finished_key_gets_its_stored_answer_and_promoted_latches_until_reset() {
     let a = s.finish("primary/1", &exit(0), 2).unwrap();
     assert_eq!(
         (a.result, a.status.state),
-        (Outcome::Promoted, State::Promoted)
+        (Verdict::Promoted, PromotionState::Promoted)
     );
     let Decision::Stored { status, body, .. } = s.decide(&req(1), 3).unwrap() else {
         panic!("expected the stored answer")
@@ -88,12 +91,12 @@ fn a_finished_key_gets_its_stored_answer_and_promoted_latches_until_reset() {
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Answer>(&body).unwrap(), a);
     assert_eq!(
-        outcome(&s.decide(&req(2), 4).unwrap()),
-        Some(Outcome::Refused)
+        verdict(&s.decide(&req(2), 4).unwrap()),
+        Some(Verdict::Refused)
     );
     let r = s.reset("alice", "failback drill", 5).unwrap();
     assert_eq!((r.from_state.as_str(), r.epoch), ("promoted", 1));
-    assert_eq!(s.status().unwrap().state, State::Standby);
+    assert_eq!(s.status().unwrap().state, PromotionState::Standby);
     assert_eq!(s.last_reset().unwrap().unwrap().actor, "alice");
     assert_eq!(
         s.decide(&req(2), 6).unwrap(),
@@ -101,8 +104,8 @@ fn a_finished_key_gets_its_stored_answer_and_promoted_latches_until_reset() {
     );
     // The old key still answers what it answered.
     assert_eq!(
-        outcome(&s.decide(&req(1), 7).unwrap()),
-        Some(Outcome::Promoted)
+        verdict(&s.decide(&req(1), 7).unwrap()),
+        Some(Verdict::Promoted)
     );
 }
 
@@ -111,12 +114,15 @@ fn a_dry_run_verifies_and_changes_nothing() {
     let (_d, mut s) = store();
     let mut r = req(1);
     r.dry_run = true;
-    assert_eq!(outcome(&s.decide(&r, 1).unwrap()), Some(Outcome::Verified));
+    assert_eq!(verdict(&s.decide(&r, 1).unwrap()), Some(Verdict::Verified));
     let st = s.status().unwrap();
-    assert_eq!((st.epoch, st.state, st.last), (0, State::Standby, None));
+    assert_eq!(
+        (st.epoch, st.state, st.last),
+        (0, PromotionState::Standby, None)
+    );
     r.epoch = 3;
     r.key = "primary/3".into();
-    assert_eq!(outcome(&s.decide(&r, 1).unwrap()), Some(Outcome::Refused));
+    assert_eq!(verdict(&s.decide(&r, 1).unwrap()), Some(Verdict::Refused));
 }
 
 #[test]
@@ -126,7 +132,7 @@ fn exit_75_goes_back_to_standby_and_only_the_same_latest_key_runs_again() {
     let a = s.finish("primary/1", &exit(75), 2).unwrap();
     assert_eq!(
         (a.result, a.status.state, a.status.epoch),
-        (Outcome::Retry, State::Standby, 1)
+        (Verdict::Retry, PromotionState::Standby, 1)
     );
     assert_eq!(
         s.decide(&req(1), 3).unwrap(),
@@ -140,8 +146,8 @@ fn exit_75_goes_back_to_standby_and_only_the_same_latest_key_runs_again() {
     );
     s.finish("primary/2", &exit(0), 6).unwrap();
     assert_eq!(
-        outcome(&s.decide(&req(1), 7).unwrap()),
-        Some(Outcome::Refused)
+        verdict(&s.decide(&req(1), 7).unwrap()),
+        Some(Verdict::Refused)
     );
 }
 
@@ -150,7 +156,10 @@ fn a_failure_is_final_for_its_key_but_the_next_epoch_may_try() {
     let (_d, mut s) = store();
     s.decide(&req(1), 1).unwrap();
     let a = s.finish("primary/1", &exit(3), 2).unwrap();
-    assert_eq!((a.result, a.status.state), (Outcome::Failed, State::Failed));
+    assert_eq!(
+        (a.result, a.status.state),
+        (Verdict::Failed, PromotionState::Failed)
+    );
     let Decision::Stored { status, .. } = s.decide(&req(1), 3).unwrap() else {
         panic!("expected the stored failure")
     };
@@ -170,17 +179,17 @@ fn a_run_found_promoting_at_start_up_is_interrupted_final_and_not_rerun() {
     assert_eq!(s.recover(2).unwrap(), vec!["primary/1".to_owned()]);
     assert!(s.recover(3).unwrap().is_empty(), "recovered once");
     let st = s.status().unwrap();
-    assert_eq!(st.state, State::Interrupted);
+    assert_eq!(st.state, PromotionState::Interrupted);
     assert!(st.last.unwrap().error.unwrap().contains("interrupted"));
     let Decision::Stored {
         status,
-        outcome,
+        verdict,
         body,
     } = s.decide(&req(1), 4).unwrap()
     else {
         panic!("expected the stored failure")
     };
-    assert_eq!((status, outcome), (422, Outcome::Failed));
+    assert_eq!((status, verdict), (422, Verdict::Failed));
     assert!(body.contains("\"interrupted\""), "{body}");
 }
 
@@ -190,7 +199,7 @@ fn reset_is_refused_while_a_run_is_going() {
     s.decide(&req(1), 1).unwrap();
     let e = s.reset("bob", "why", 2).unwrap_err();
     assert!(e.to_string().contains("primary/1"), "{e}");
-    assert_eq!(s.status().unwrap().state, State::Promoting);
+    assert_eq!(s.status().unwrap().state, PromotionState::Promoting);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::state::Incident;
-use super::PromotionEnv;
+use super::CallerEnv;
 use crate::config::PromotionSettings;
 use crate::domain::time::human;
 use crate::domain::{LabelSet, Notification};
@@ -44,7 +44,7 @@ pub enum Event {
 }
 
 pub async fn tell(
-    env: &PromotionEnv,
+    env: &CallerEnv,
     s: &PromotionSettings,
     source: &Notification,
     event: Event,
