@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::collector::Collector;
-use crate::config::Settings;
+use crate::config::{Settings, StorageBackend};
 use crate::deliver::Deliverer;
 use crate::domain::time::now_ms;
 use crate::ingest::{self, AppState, Pipeline};
@@ -55,13 +55,26 @@ pub struct Reloader {
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let limits = Limits::of(&settings);
-        let outbox = Outbox::open_sqlite(&settings.storage.path, limits, Access::Serve)
-            .with_context(|| {
-                format!(
-                    "opening the store under {}",
-                    settings.storage.path.display()
-                )
-            })?;
+        let (outbox, opened) = Outbox::open(
+            &settings.storage,
+            &settings.server.instance,
+            limits,
+            Access::Serve,
+        )
+        .await
+        .with_context(|| match &settings.storage.backend {
+            StorageBackend::Sqlite => format!(
+                "opening the store under {} (storage.path)",
+                settings.storage.path.display()
+            ),
+            StorageBackend::Postgres(_) => "opening the PostgreSQL store (storage.url)".to_owned(),
+        })?;
+        tracing::info!(
+            instance = %settings.server.instance,
+            backend = opened.backend,
+            schema_version = opened.schema_version,
+            "store open"
+        );
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;

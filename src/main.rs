@@ -421,8 +421,14 @@ fn dead_letters(cmd: DeadLetterCommand) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let limits = Limits::of(&settings);
-    let outbox = match Outbox::open_sqlite(&settings.storage.path, limits, Access::Tool) {
-        Ok(o) => o,
+    let opened = rt.block_on(Outbox::open(
+        &settings.storage,
+        &settings.server.instance,
+        limits,
+        Access::Tool,
+    ));
+    let outbox = match opened {
+        Ok((o, _)) => o,
         Err(e) => {
             eprintln!("amrelay: {e}");
             return ExitCode::FAILURE;
@@ -526,7 +532,18 @@ fn check_config(config: &Path) -> ExitCode {
                 ));
             }
             println!("{}: valid ({})", config.display(), parts.join(", "));
-            ExitCode::SUCCESS
+            let checked = runtime(false).map(|rt| rt.block_on(Outbox::check(&s.storage)));
+            match checked {
+                Some(Ok(store)) => {
+                    println!("{}: storage: {store}", config.display());
+                    ExitCode::SUCCESS
+                }
+                Some(Err(e)) => {
+                    eprintln!("{}: storage: {e}", config.display());
+                    ExitCode::FAILURE
+                }
+                None => ExitCode::FAILURE,
+            }
         }
         Err(e) => {
             // A file with a [collector] and neither channels nor routes is meant for

@@ -3,10 +3,12 @@
 //! retry later (backoff, or the far side's Retry-After), fallback, or dead letter.
 
 mod circuit;
+mod ownership;
 pub mod retry;
 mod worker;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::domain::Notification;
-use crate::outbox::{Outbox, Stored};
+use crate::outbox::{Epoch, Outbox, Stored};
 use crate::sinks::{Sink, SinkContext};
 use crate::telemetry::Metrics;
 use worker::ChannelWorker;
@@ -33,6 +35,10 @@ const HELD_PER_SENDING: usize = 4;
 pub struct Deliverer {
     stop: CancellationToken,
     workers: Vec<JoinHandle<()>>,
+    /// Keeps this instance's claims on its channels (`ownership`); told to give them up
+    /// only after the workers stopped, so that no attempt of ours outlives our term.
+    terms: JoinHandle<()>,
+    release: CancellationToken,
     lanes: Lanes,
 }
 
@@ -48,16 +54,20 @@ struct Lane {
     /// not starved by a steady stream of fresh notifications.
     keep_free: usize,
     tx: mpsc::UnboundedSender<Handoff>,
+    /// The term under which this instance owns the channel now, if it does: only the
+    /// owner's worker takes hand-offs (`ownership`).
+    term: Arc<AtomicI64>,
 }
 
 /// Sending slots a fresh notification reserved before its commit, one per channel that
 /// had one free ([`Lanes::reserve`]).
-pub struct Reservation(Vec<Option<OwnedSemaphorePermit>>);
+pub struct Reservation(Vec<Option<(OwnedSemaphorePermit, Epoch)>>);
 
 impl Reservation {
-    /// Per channel: whether the delivery may be stored in flight and handed over.
-    pub fn fast(&self) -> Vec<bool> {
-        self.0.iter().map(Option::is_some).collect()
+    /// Per channel: the owner's term under which the delivery may be stored in flight
+    /// and handed over, if it may.
+    pub fn fast(&self) -> Vec<Option<Epoch>> {
+        self.0.iter().map(|r| r.as_ref().map(|(_, e)| *e)).collect()
     }
 }
 
@@ -68,16 +78,18 @@ impl Lanes {
         Reservation(channels.iter().map(|c| self.try_reserve(c)).collect())
     }
 
-    fn try_reserve(&self, channel: &str) -> Option<OwnedSemaphorePermit> {
+    fn try_reserve(&self, channel: &str) -> Option<(OwnedSemaphorePermit, Epoch)> {
         let lane = self.0.get(channel)?;
+        let epoch = ownership::lane_epoch(&lane.term)?;
         if lane.permits.available_permits() <= lane.keep_free {
             return None;
         }
-        lane.permits.clone().try_acquire_owned().ok()
+        let permit = lane.permits.clone().try_acquire_owned().ok()?;
+        Some((permit, epoch))
     }
 
     /// After the commit: gives each delivery the outbox stored in flight to its worker.
-    /// Returns the ids no worker took (it went away in a reload or shutdown): the caller
+    /// Returns the deliveries (id, term) no worker took (it went away in a reload or shutdown): the caller
     /// must release them to pending.
     pub fn hand_off(
         &self,
@@ -87,14 +99,15 @@ impl Lanes {
         notification: Arc<Notification>,
         created_at: i64,
         enqueued_at: i64,
-    ) -> Vec<i64> {
+    ) -> Vec<(i64, Epoch)> {
         let mut orphans = Vec::new();
         for ((channel, stored), permit) in channels.iter().zip(stored).zip(reserved.0) {
-            let (true, Some(permit)) = (stored.handed_off, permit) else {
+            let (true, Some((permit, epoch))) = (stored.handed_off, permit) else {
                 continue;
             };
             let job = Job {
                 id: stored.id,
+                epoch,
                 attempts: 1,
                 created_at,
                 enqueued_at,
@@ -105,7 +118,7 @@ impl Lanes {
                 None => false,
             };
             if !sent {
-                orphans.push(stored.id);
+                orphans.push((stored.id, epoch));
             }
         }
         orphans
@@ -133,6 +146,7 @@ impl Deliverer {
         let stop = CancellationToken::new();
         let mut lanes = HashMap::new();
         let mut workers = Vec::new();
+        let mut terms = Vec::new();
         for (c, sink) in settings.channels.iter().zip(sinks) {
             let (kind, provider) = c.kind.describe();
             metrics.init_channel(&c.name, kind, provider);
@@ -142,20 +156,32 @@ impl Deliverer {
             let held = c.policy.concurrency as usize * HELD_PER_SENDING;
             let permits = Arc::new(Semaphore::new(held));
             let (tx, rx) = mpsc::unbounded_channel();
+            let (term, owned, lane_term) = ownership::Term::new(&c.name);
+            terms.push(term);
             lanes.insert(
                 c.name.clone(),
                 Lane {
                     permits: permits.clone(),
                     keep_free: held / 4,
                     tx,
+                    term: lane_term,
                 },
             );
-            let w = ChannelWorker::new(c, sink, outbox.clone(), metrics.clone());
-            workers.push(tokio::spawn(Arc::new(w).run(permits, rx, stop.clone())));
+            let w = ChannelWorker::new(c, sink, outbox.clone(), owned.clone(), metrics.clone());
+            workers.push(tokio::spawn(Arc::new(w).run(
+                permits,
+                rx,
+                owned,
+                stop.clone(),
+            )));
         }
+        let release = CancellationToken::new();
+        let terms = tokio::spawn(ownership::keep(outbox.clone(), terms, release.clone()));
         Deliverer {
             stop,
             workers,
+            terms,
+            release,
             lanes: Lanes(Arc::new(lanes)),
         }
     }
@@ -171,14 +197,16 @@ impl Deliverer {
         self.stop.cancel();
         let aborts: Vec<_> = self.workers.iter().map(|w| w.abort_handle()).collect();
         let all = futures_join_all(self.workers);
-        if tokio::time::timeout(grace, all).await.is_ok() {
-            return false;
+        let finished = tokio::time::timeout(grace, all).await.is_ok();
+        if !finished {
+            tracing::warn!(?grace, "deliveries still in flight at the end of the grace period were abandoned; they will be tried again");
+            for a in aborts {
+                a.abort();
+            }
         }
-        tracing::warn!(?grace, "deliveries still in flight at the end of the grace period were abandoned; they will be tried again");
-        for a in aborts {
-            a.abort();
-        }
-        true
+        self.release.cancel();
+        let _ = self.terms.await;
+        !finished
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use crate::config::{ChannelSettings, DeliveryPolicy};
 use crate::domain::time::now_ms;
 use crate::domain::Notification;
 use crate::net::Outcome;
-use crate::outbox::{stored, Claimed, Completion, Outbox};
+use crate::outbox::{stored, Claimed, Completion, Epoch, Outbox};
 use crate::sinks::{Delivery, Sink};
 use crate::telemetry::metrics::{AttemptLabels, ChannelReasonLabels};
 use crate::telemetry::Metrics;
@@ -36,6 +36,8 @@ const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// One delivery the worker is about to attempt.
 pub struct Job {
     pub id: i64,
+    /// The channel owner's term it was taken in flight under.
+    pub epoch: Epoch,
     /// Attempts including this one.
     pub attempts: u32,
     pub created_at: i64,
@@ -63,6 +65,8 @@ pub struct ChannelWorker {
     /// Only for a channel with a fallback.
     circuit: Option<Circuit>,
     outbox: Outbox,
+    /// Whether, and under which epoch, this instance owns the channel (`ownership`).
+    term: watch::Receiver<Option<Epoch>>,
     metrics: Arc<Metrics>,
     /// This channel's series of the metrics every attempt touches, looked up once.
     hot: HotMetrics,
@@ -94,7 +98,13 @@ impl HotMetrics {
 }
 
 impl ChannelWorker {
-    pub fn new(c: &ChannelSettings, sink: Sink, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        c: &ChannelSettings,
+        sink: Sink,
+        outbox: Outbox,
+        term: watch::Receiver<Option<Epoch>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let limiter = c.rate_limit.map(|r| {
             let period = r.per / r.count.get();
             let quota = Quota::with_period(period)
@@ -117,6 +127,7 @@ impl ChannelWorker {
                 .map(Circuit::new),
             hot: HotMetrics::new(&metrics, &c.name),
             outbox,
+            term,
             metrics,
         }
     }
@@ -127,6 +138,7 @@ impl ChannelWorker {
         self: Arc<Self>,
         permits: Arc<Semaphore>,
         mut handoffs: mpsc::UnboundedReceiver<Handoff>,
+        mut term: watch::Receiver<Option<Epoch>>,
         stop: CancellationToken,
     ) {
         let mut wake = self.outbox.subscribe();
@@ -142,6 +154,17 @@ impl ChannelWorker {
             while let Ok(h) = handoffs.try_recv() {
                 self.spawn_job(&mut tasks, h.job, h.permit, &stop);
             }
+            let Some(epoch) = *term.borrow_and_update() else {
+                // Another instance delivers this channel (or nobody yet): nothing to
+                // claim until this one owns it.
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    changed = term.changed() => if changed.is_err() { break },
+                }
+                dirty = true;
+                continue;
+            };
             let free = permits.available_permits();
             if free == 0 || !dirty {
                 // Slots are held by deliveries (sending or waiting to), or by ingest for
@@ -158,6 +181,7 @@ impl ChannelWorker {
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                     Some(h) = handoffs.recv() => self.spawn_job(&mut tasks, h.job, h.permit, &stop),
                     _ = wake.changed() => dirty = true,
+                    _ = term.changed() => dirty = true,
                     _ = tokio::time::sleep_until(deadline) => dirty = true,
                 }
                 continue;
@@ -167,7 +191,7 @@ impl ChannelWorker {
             let Ok(mut held) = permits.clone().try_acquire_many_owned(free as u32) else {
                 continue;
             };
-            let claim = match self.outbox.claim(&self.name, free).await {
+            let claim = match self.outbox.claim(&self.name, epoch, free).await {
                 Ok(c) => c,
                 Err(e) => {
                     drop(held);
@@ -192,14 +216,14 @@ impl ChannelWorker {
             for d in claim.deliveries {
                 // One slot per claimed row: `held` has `free` slots and the claim at most `free` rows.
                 let Some(permit) = held.split(1) else {
-                    self.record(d.id, Completion::Release).await;
+                    self.record(d.id, d.epoch, Completion::Release).await;
                     continue;
                 };
                 match self.job_of(d) {
                     Ok(job) => self.spawn_job(&mut tasks, job, permit, &stop),
                     Err((id, error)) => {
                         tracing::error!(delivery_id = id, %error, "moving to the dead letters");
-                        self.record(id, Completion::Dead { error }).await;
+                        self.record(id, epoch, Completion::Dead { error }).await;
                     }
                 }
             }
@@ -209,7 +233,8 @@ impl ChannelWorker {
         // (the caller bounds the wait).
         handoffs.close();
         while let Some(h) = handoffs.recv().await {
-            self.record(h.job.id, Completion::Release).await;
+            self.record(h.job.id, h.job.epoch, Completion::Release)
+                .await;
         }
         while tasks.join_next().await.is_some() {}
     }
@@ -226,6 +251,7 @@ impl ChannelWorker {
         })?;
         Ok(Job {
             id: d.id,
+            epoch: d.epoch,
             attempts: d.attempts,
             created_at: d.created_at,
             enqueued_at: d.enqueued_at,
@@ -258,7 +284,7 @@ impl ChannelWorker {
     ) {
         // Waiting is not an attempt: on stop, hand the delivery back.
         let sending = tokio::select! {
-            _ = stop.cancelled() => return self.record(d.id, Completion::Release).await,
+            _ = stop.cancelled() => return self.record(d.id, d.epoch, Completion::Release).await,
             // The semaphore is never closed; Err would only mean sending without a slot.
             sending = self.sending.acquire() => sending.ok(),
         };
@@ -271,15 +297,24 @@ impl ChannelWorker {
         if admitted == Admit::Divert {
             drop(sending);
             drop(permit);
-            return self.divert(d.id).await;
+            return self.divert(d.id, d.epoch).await;
         }
         if admitted == Admit::Probe {
             self.circuit_changed(CircuitState::HalfOpen);
             tracing::info!("circuit half-open: this delivery probes the channel");
         }
         tokio::select! {
-            _ = stop.cancelled() => return self.record(d.id, Completion::Release).await,
+            _ = stop.cancelled() => return self.record(d.id, d.epoch, Completion::Release).await,
             _ = self.wait_for_channel() => {}
+        }
+        if *self.term.borrow() != Some(d.epoch) {
+            // The channel went to another instance while this delivery waited: its new
+            // owner took the row back to pending and sends it. Sending here too would
+            // break the channel's limits.
+            tracing::info!(
+                "channel now delivered by another instance; leaving this delivery to it"
+            );
+            return;
         }
         let started = Instant::now();
         let outcome = self.send(&d).await;
@@ -294,7 +329,7 @@ impl ChannelWorker {
         let decision = retry::decide(&outcome, d.attempts, age, &self.policy);
         let completion = retry::completion(&decision, &outcome, self.fallback.as_deref(), now);
         self.observe(&d, &outcome, &decision, &completion, took, now);
-        self.record(d.id, completion).await;
+        self.record(d.id, d.epoch, completion).await;
     }
 
     /// The request, bounded by the channel's timeout.
@@ -410,9 +445,9 @@ impl ChannelWorker {
     }
 
     /// The circuit is open: the delivery goes to the fallback without an attempt.
-    async fn divert(&self, id: i64) {
+    async fn divert(&self, id: i64, epoch: Epoch) {
         let Some(to) = self.fallback.clone() else {
-            return self.record(id, Completion::Release).await;
+            return self.record(id, epoch, Completion::Release).await;
         };
         self.metrics
             .failed
@@ -426,7 +461,8 @@ impl ChannelWorker {
         let error =
             "circuit_open: the channel failed repeatedly; sent to the fallback without an attempt"
                 .to_owned();
-        self.record(id, Completion::FailOver { to, error }).await;
+        self.record(id, epoch, Completion::FailOver { to, error })
+            .await;
     }
 
     fn circuit_changed(&self, state: CircuitState) {
@@ -456,9 +492,9 @@ impl ChannelWorker {
     /// Records an outcome, retrying while the store refuses (a full disk): a row left
     /// in flight would hold back its whole group until the next start. The retries use
     /// the delivery schedule (`retry::backoff`), over about five minutes.
-    async fn record(&self, id: i64, completion: Completion) {
+    async fn record(&self, id: i64, epoch: Epoch, completion: Completion) {
         for attempt in 1..=RECORD_TRIES {
-            match self.outbox.complete(id, completion.clone()).await {
+            match self.outbox.complete(id, epoch, completion.clone()).await {
                 Ok(()) => return,
                 Err(e) if attempt == RECORD_TRIES => {
                     tracing::error!(error = %e, delivery_id = id, "cannot record the delivery's outcome; it is retried at the next start");

@@ -20,7 +20,7 @@ use crate::config::HttpAuth;
 use crate::deliver::{Lanes, Reservation};
 use crate::domain::time::now_ms;
 use crate::domain::{wire, DedupKey, Notification};
-use crate::outbox::{stored, Completion, Enqueued, NewNotification, Outbox};
+use crate::outbox::{stored, Completion, Enqueued, Epoch, NewNotification, Outbox};
 use crate::pipeline::{Holds, Routes};
 use crate::telemetry::Metrics;
 
@@ -233,8 +233,8 @@ async fn commit(
                 received_at,
                 enqueued_at,
             );
-            for id in orphans {
-                release(&st.outbox, id).await;
+            for (id, epoch) in orphans {
+                release(&st.outbox, id, epoch).await;
             }
             tracing::debug!(%status, ?channels, "accepted");
             Json(Accepted {
@@ -318,8 +318,8 @@ impl LogEvery {
 
 /// The worker went away between reserve and hand-off (a reload): the row goes back to
 /// pending, where the new worker claims it.
-async fn release(outbox: &Outbox, id: i64) {
-    if let Err(e) = outbox.complete(id, Completion::Release).await {
+async fn release(outbox: &Outbox, id: i64, epoch: Epoch) {
+    if let Err(e) = outbox.complete(id, epoch, Completion::Release).await {
         tracing::error!(delivery_id = id, error = %e, "cannot release a handed-off delivery; it is retried at the next start");
     }
 }

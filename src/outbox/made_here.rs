@@ -24,7 +24,7 @@ impl Outbox {
             received_at: now_ms(),
             payload: stored::encode(wire::encode(n).as_bytes()).map_err(StoreError::Refused)?,
             channels: channels.to_vec(),
-            fast: vec![false; channels.len()],
+            fast: vec![None; channels.len()],
             holds: vec![Hold::default(); channels.len()],
         };
         match self.enqueue(new).await? {

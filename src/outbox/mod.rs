@@ -3,10 +3,13 @@
 //!
 //! Everything above talks to [`Outbox`], whose operations are the pipeline's verbs:
 //! enqueue (deduplicated by key), claim due deliveries, complete an attempt, requeue,
-//! list dead letters, stats. Which database holds the rows is the backend's business
-//! (today `sqlite/`, the embedded default); nothing above this module names one.
+//! list dead letters, stats, and a channel owner's term (acquire, renew, release). Which
+//! database holds the rows is the backend's business: `sqlite/`, the embedded default
+//! for one process, or `postgres/`, shared by several instances; nothing above this
+//! module names one.
 
 mod made_here;
+mod postgres;
 mod sqlite;
 pub mod stored;
 mod types;
@@ -14,6 +17,8 @@ mod types;
 use std::path::Path;
 
 use tokio::sync::watch;
+
+use crate::config::{StorageBackend, StorageSettings};
 
 pub use types::*;
 
@@ -36,10 +41,68 @@ pub struct Outbox {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// What a store said about itself when it opened, for logs and `check-config`.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub backend: &'static str,
+    pub schema_version: i64,
 }
 
 impl Outbox {
-    /// Opens the SQLite store under `dir`.
+    /// Opens the store `[storage]` names: creates or migrates its schema (`Access::Serve`
+    /// only creates a SQLite store), and for a server, takes the store's work up.
+    pub async fn open(
+        storage: &StorageSettings,
+        instance: &str,
+        limits: Limits,
+        access: Access,
+    ) -> Result<(Outbox, Opened), StoreError> {
+        let (backend, opened) = match &storage.backend {
+            StorageBackend::Sqlite => (
+                Backend::Sqlite(sqlite::Sqlite::open(&storage.path, limits, access)?),
+                Opened {
+                    backend: "sqlite",
+                    schema_version: sqlite::SCHEMA_VERSION,
+                },
+            ),
+            StorageBackend::Postgres(pg) => {
+                let serve = access == Access::Serve;
+                let (p, version) = postgres::Postgres::open(pg, instance, limits, serve).await?;
+                (
+                    Backend::Postgres(p),
+                    Opened {
+                        backend: "postgres",
+                        schema_version: i64::from(version),
+                    },
+                )
+            }
+        };
+        Ok((Outbox { backend }, opened))
+    }
+
+    /// What `check-config` says of the store: for a database, that it answers and which
+    /// schema it holds. Changes nothing.
+    pub async fn check(storage: &StorageSettings) -> Result<String, StoreError> {
+        match &storage.backend {
+            StorageBackend::Sqlite => Ok(format!("SQLite store under {}", storage.path.display())),
+            StorageBackend::Postgres(pg) => {
+                let (found, known) = postgres::Postgres::check(pg).await?;
+                Ok(match found {
+                    0 => format!("PostgreSQL reachable, empty: schema version {known} is created at the first start"),
+                    v if v > known => return Err(StoreError::Refused(format!(
+                        "the database's schema version {v} is newer than this binary's {known}: upgrade amrelay"
+                    ))),
+                    v if v < known => format!("PostgreSQL reachable, schema version {v}: migrated to {known} at the next start"),
+                    v => format!("PostgreSQL reachable, schema version {v}"),
+                })
+            }
+        }
+    }
+
+    /// Opens the SQLite store under `dir` (tests and tools that have no settings).
     pub fn open_sqlite(dir: &Path, limits: Limits, access: Access) -> Result<Outbox, StoreError> {
         Ok(Outbox {
             backend: Backend::Sqlite(sqlite::Sqlite::open(dir, limits, access)?),
@@ -50,6 +113,7 @@ impl Outbox {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         match &self.backend {
             Backend::Sqlite(s) => s.subscribe(),
+            Backend::Postgres(p) => p.subscribe(),
         }
     }
 
@@ -58,27 +122,81 @@ impl Outbox {
     pub async fn enqueue(&self, new: NewNotification) -> Result<Enqueued, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.enqueue(new).await,
+            Backend::Postgres(p) => p.enqueue(new).await,
         }
     }
 
-    /// Up to `limit` due deliveries of `channel`, oldest first, now in flight; never one
-    /// whose group has an earlier delivery still open on the channel.
-    pub async fn claim(&self, channel: &str, limit: usize) -> Result<Claim, StoreError> {
+    /// Up to `limit` due deliveries of `channel`, oldest first, now in flight under
+    /// `epoch` (the caller's term as the channel's owner); never one whose group has an
+    /// earlier delivery still open on the channel. None once the term has ended.
+    pub async fn claim(
+        &self,
+        channel: &str,
+        epoch: Epoch,
+        limit: usize,
+    ) -> Result<Claim, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.claim(channel, limit).await,
+            Backend::Postgres(p) => p.claim(channel, epoch, limit).await,
         }
     }
 
-    /// Records what came of a delivery in flight.
-    pub async fn complete(&self, id: i64, completion: Completion) -> Result<(), StoreError> {
+    /// Records what came of a delivery taken in flight under `epoch`. Nothing changes
+    /// when the channel has had a new owner since: that owner has the delivery now.
+    pub async fn complete(
+        &self,
+        id: i64,
+        epoch: Epoch,
+        completion: Completion,
+    ) -> Result<(), StoreError> {
         match &self.backend {
+            // One process, one term: nothing to fence.
             Backend::Sqlite(s) => s.complete(id, completion).await,
+            Backend::Postgres(p) => p.complete(id, epoch, completion).await,
+        }
+    }
+
+    /// How long a channel's owner keeps it without renewing: Some for a store that
+    /// several instances share, None when this process has the store to itself (then it
+    /// owns every channel, for good, under epoch 0).
+    pub fn lease(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(p.lease()),
+        }
+    }
+
+    /// Takes `channel` for this instance if nobody holds it (its owner's lease lapsed):
+    /// the new term's epoch, after the deliveries left in flight under earlier terms went
+    /// back to pending. None when another instance holds it.
+    pub async fn acquire(&self, channel: &str) -> Result<Option<Epoch>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(0)),
+            Backend::Postgres(p) => p.acquire(channel).await,
+        }
+    }
+
+    /// Extends this instance's term on `channel`; false when it has ended.
+    pub async fn renew(&self, channel: &str, epoch: Epoch) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(p) => p.renew(channel, epoch).await,
+        }
+    }
+
+    /// Gives up every channel this instance owns (stopping, or reloading), so that the
+    /// next owner need not wait for the leases to lapse.
+    pub async fn release_channels(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(p) => p.release_channels().await,
         }
     }
 
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.dead_letters(limit).await,
+            Backend::Postgres(p) => p.dead_letters(limit).await,
         }
     }
 
@@ -86,6 +204,7 @@ impl Outbox {
     pub async fn requeue(&self, which: Requeue) -> Result<Requeued, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.requeue(which).await,
+            Backend::Postgres(p) => p.requeue(which).await,
         }
     }
 
@@ -93,6 +212,7 @@ impl Outbox {
     pub async fn stats(&self) -> Result<Stats, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.stats().await,
+            Backend::Postgres(p) => p.stats().await,
         }
     }
 
@@ -101,6 +221,7 @@ impl Outbox {
     pub async fn count_open(&self) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.count_open().await,
+            Backend::Postgres(p) => p.count_open().await,
         }
     }
 
@@ -108,6 +229,9 @@ impl Outbox {
     pub async fn recover_inflight(&self) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.recover_inflight().await,
+            // The rows stay with this instance's terms; the next term on each channel
+            // (a reload's new workers take the channels afresh) sends them back.
+            Backend::Postgres(_) => Ok(0),
         }
     }
 
@@ -115,6 +239,7 @@ impl Outbox {
     pub async fn probe(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.probe().await,
+            Backend::Postgres(p) => p.probe().await,
         }
     }
 
@@ -122,6 +247,7 @@ impl Outbox {
     pub async fn prune(&self) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.prune().await,
+            Backend::Postgres(p) => p.prune().await,
         }
     }
 }

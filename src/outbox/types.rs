@@ -8,6 +8,11 @@ use crate::domain::DedupKey;
 pub enum StoreError {
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to the database within the pool's wait.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
     /// A file or thread the store needs; `what` says which.
     #[error("store: {what}")]
     Io {
@@ -42,6 +47,12 @@ impl StoreError {
     }
 }
 
+/// A channel owner's term. One instance at a time delivers a channel (its owner, under
+/// a lease in a shared store); each new term has a higher epoch, and a delivery taken in
+/// flight under one term is completed only under it. The SQLite store, with one process,
+/// has a single term, 0.
+pub type Epoch = i64;
+
 #[derive(Debug)]
 pub struct NewNotification {
     pub key: DedupKey,
@@ -50,9 +61,11 @@ pub struct NewNotification {
     /// The webhook body in its stored form (`stored::encode`, format `stored::FORMAT`).
     pub payload: Vec<u8>,
     pub channels: Vec<String>,
-    /// Per channel: ingest holds a worker slot and will hand the delivery over itself, so
-    /// store it in flight (unless its group has an earlier open delivery on that channel).
-    pub fast: Vec<bool>,
+    /// Per channel: ingest holds a slot of the channel's worker, which owns the channel
+    /// under this epoch, and will hand the delivery over itself; so store it in flight
+    /// (unless its group has an earlier open delivery on that channel, or the epoch is
+    /// no longer the channel's).
+    pub fast: Vec<Option<Epoch>>,
     /// Per channel: when the first attempt may start, and whether this notification calls
     /// off the group's deliveries not yet attempted (see `pipeline::hold`).
     pub holds: Vec<Hold>,
@@ -92,6 +105,8 @@ pub enum Enqueued {
 #[derive(Debug)]
 pub struct Claimed {
     pub id: i64,
+    /// The term under which it was claimed, for [`crate::outbox::Outbox::complete`].
+    pub epoch: Epoch,
     pub channel: String,
     pub notification_id: i64,
     /// Attempts including this one.

@@ -6,8 +6,10 @@
 //! queue's figures are read on a connection of their own, beside the writer.
 
 mod checkpoint;
+mod lock;
 mod request;
 mod schema;
+pub(super) use schema::SCHEMA_VERSION;
 mod seen;
 mod store;
 mod writer;
@@ -36,6 +38,8 @@ pub(super) struct Sqlite {
     reader: Arc<Mutex<Connection>>,
     /// Bumped after every commit that made deliveries due now; workers watch it.
     wake: watch::Receiver<u64>,
+    /// A server's hold on the store, against a second server on it.
+    _lock: Option<Arc<lock::StoreLock>>,
 }
 
 impl Sqlite {
@@ -43,6 +47,14 @@ impl Sqlite {
     /// created when missing and deliveries left in flight go back to pending; a tool
     /// (`amrelay dead-letters`) opens only a store that exists and leaves rows alone.
     pub(super) fn open(dir: &Path, limits: Limits, access: Access) -> Result<Sqlite, StoreError> {
+        let lock = match access {
+            Access::Serve => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::io(dir.display().to_string(), e))?;
+                Some(Arc::new(lock::take(dir)?))
+            }
+            Access::Tool => None,
+        };
         let mut store = Store::open(dir, &limits, access)?;
         let reader = Arc::new(Mutex::new(Store::open_reader(dir)?));
         let checkpointer = match access {
@@ -65,7 +77,12 @@ impl Sqlite {
             .name("amrelay-outbox".into())
             .spawn(move || writer::run(store, checkpointer, rx, limits, open, wake_tx))
             .map_err(|e| StoreError::io("starting the outbox writer thread", e))?;
-        Ok(Sqlite { tx, reader, wake })
+        Ok(Sqlite {
+            tx,
+            reader,
+            wake,
+            _lock: lock,
+        })
     }
 
     pub(super) fn subscribe(&self) -> watch::Receiver<u64> {

@@ -252,7 +252,7 @@ fn enqueue(
     for (i, channel) in new.channels.iter().enumerate() {
         let hold = new.holds.get(i).copied().unwrap_or_default();
         // A hand-off may not overtake an earlier delivery of its group (order within a group).
-        let handed_off = new.fast.get(i).copied().unwrap_or(false)
+        let handed_off = new.fast.get(i).copied().flatten().is_some()
             && hold.not_before <= now
             && !group_open.query_row(params![channel, new.group_key], |r| r.get::<_, bool>(0))?;
         let (state, attempts) = if handed_off {
@@ -312,6 +312,7 @@ fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Clai
         deliveries.push(load.query_row([id], |r| {
             Ok(Claimed {
                 id,
+                epoch: 0,
                 channel: channel.to_owned(),
                 notification_id: r.get(0)?,
                 attempts: r.get(1)?,
@@ -574,7 +575,7 @@ mod tests {
             received_at: now_ms(),
             payload: stored::encode(&body).unwrap(),
             channels: vec!["c".into()],
-            fast: vec![false],
+            fast: vec![None],
             holds: vec![Hold::default()],
         };
         let Enqueued::Accepted { .. } = run(&mut store, |r| Request::Enqueue(new, r)) else {

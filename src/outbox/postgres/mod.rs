@@ -1,0 +1,211 @@
+//! The shared backend: one PostgreSQL database that several amrelays use at once
+//! (docs/high-availability.md).
+//!
+//! Two pools: webhooks, requeues and channel leases commit with `synchronous_commit = on`
+//! (an acknowledged notification survives the database's crash, and a lease is never
+//! shorter than its owner believes); claims and outcomes with it off, as the SQLite
+//! store does with `synchronous = NORMAL`: after a crash of the database the worst case
+//! is one more attempt, the same as for an attempt in flight.
+
+mod connect;
+mod schema;
+mod store;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+
+use super::types::*;
+use crate::config::PostgresSettings;
+use crate::domain::time::now_ms;
+
+/// How often retention runs, whichever instance runs it.
+const PRUNE_EVERY_MS: i64 = 55_000;
+
+#[derive(Clone)]
+pub(super) struct Postgres {
+    /// Webhooks, requeues and leases: on disk before they return.
+    durable: Pool,
+    /// Claims, outcomes and reads.
+    fast: Pool,
+    limits: Limits,
+    instance: Arc<str>,
+    lease: Duration,
+    /// Undelivered rows, as last counted plus what this instance added since: the
+    /// `max_pending` bound is approximate across instances (docs/high-availability.md).
+    open: Arc<AtomicU64>,
+    wake: watch::Receiver<u64>,
+}
+
+impl Postgres {
+    /// Connects, migrates the schema under a lock, and starts listening for other
+    /// instances' work. The schema version it runs on.
+    pub(super) async fn open(
+        s: &PostgresSettings,
+        instance: &str,
+        limits: Limits,
+        listen: bool,
+    ) -> Result<(Postgres, i32), StoreError> {
+        let cfg = connect::config(s)?;
+        let tls = connect::tls(s)?;
+        let (mut client, conn) = connect::connect_one(&cfg, &tls).await?;
+        let driver = tokio::spawn(connect::drive(conn));
+        let version = schema::migrate(&mut client).await;
+        drop(client);
+        let _ = driver.await;
+        let version = version?;
+        let mut durable_cfg = cfg.clone();
+        durable_cfg.options("-c synchronous_commit=on");
+        let mut fast_cfg = cfg.clone();
+        fast_cfg.options("-c synchronous_commit=off");
+        let durable = connect::pool(durable_cfg, &tls, s.pool_size)?;
+        let fast = connect::pool(fast_cfg, &tls, s.pool_size)?;
+        let (wake_tx, wake) = watch::channel(0);
+        if listen {
+            tokio::spawn(connect::listen(cfg, tls, wake_tx));
+        }
+        let pg = Postgres {
+            durable,
+            fast,
+            limits,
+            instance: instance.into(),
+            lease: s.lease,
+            open: Arc::new(AtomicU64::new(0)),
+            wake,
+        };
+        pg.count_open().await?;
+        Ok((pg, version))
+    }
+
+    /// Connects once and reads the schema version (0 for an empty database), changing
+    /// nothing: for `check-config`.
+    pub(super) async fn check(s: &PostgresSettings) -> Result<(i32, i32), StoreError> {
+        let cfg = connect::config(s)?;
+        let tls = connect::tls(s)?;
+        let (client, conn) = connect::connect_one(&cfg, &tls).await?;
+        let driver = tokio::spawn(connect::drive(conn));
+        let version = client
+            .query_opt(
+                "SELECT version FROM amrelay_schema WHERE id = 1 AND to_regclass('amrelay_schema') IS NOT NULL",
+                &[],
+            )
+            .await;
+        let version = match version {
+            Ok(row) => row.map_or(0, |r| r.get(0)),
+            // No such table yet: an empty database, created at the first start.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        drop(client);
+        let _ = driver.await;
+        Ok((version, schema::SCHEMA_VERSION))
+    }
+
+    pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake.clone()
+    }
+
+    pub(super) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    pub(super) async fn enqueue(&self, new: NewNotification) -> Result<Enqueued, StoreError> {
+        let mut c = self.durable.get().await?;
+        let tx = c.transaction().await?;
+        let open = self.open.load(Ordering::Relaxed);
+        let done = store::enqueue(&tx, &new, &self.limits, now_ms(), open).await?;
+        if let Enqueued::Accepted { deliveries, .. } = &done {
+            tx.commit().await?;
+            self.open
+                .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+        }
+        Ok(done)
+    }
+
+    pub(super) async fn claim(
+        &self,
+        channel: &str,
+        epoch: Epoch,
+        limit: usize,
+    ) -> Result<Claim, StoreError> {
+        let c = self.fast.get().await?;
+        store::claim(&c, channel, epoch, limit, now_ms()).await
+    }
+
+    pub(super) async fn complete(
+        &self,
+        id: i64,
+        epoch: Epoch,
+        completion: Completion,
+    ) -> Result<(), StoreError> {
+        let mut c = self.fast.get().await?;
+        let tx = c.transaction().await?;
+        store::complete(&tx, id, epoch, &completion, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let c = self.fast.get().await?;
+        store::dead_letters(&c, limit).await
+    }
+
+    pub(super) async fn requeue(&self, which: Requeue) -> Result<Requeued, StoreError> {
+        let mut c = self.durable.get().await?;
+        let tx = c.transaction().await?;
+        let done = store::requeue(&tx, &which, now_ms()).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    pub(super) async fn stats(&self) -> Result<Stats, StoreError> {
+        let c = self.fast.get().await?;
+        let stats = store::stats(&c).await?;
+        let open = stats.channels.iter().map(|c| c.open).sum();
+        self.open.store(open, Ordering::Relaxed);
+        Ok(stats)
+    }
+
+    pub(super) async fn count_open(&self) -> Result<usize, StoreError> {
+        let c = self.fast.get().await?;
+        let n = store::count_open(&c).await?;
+        self.open.store(n, Ordering::Relaxed);
+        Ok(n as usize)
+    }
+
+    pub(super) async fn probe(&self) -> Result<(), StoreError> {
+        let c = self.durable.get().await?;
+        store::probe(&c, &self.instance, now_ms()).await
+    }
+
+    pub(super) async fn prune(&self) -> Result<usize, StoreError> {
+        let mut c = self.fast.get().await?;
+        let tx = c.transaction().await?;
+        let n = store::prune(&tx, &self.limits, now_ms(), PRUNE_EVERY_MS).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(super) async fn acquire(&self, channel: &str) -> Result<Option<Epoch>, StoreError> {
+        let mut c = self.durable.get().await?;
+        let tx = c.transaction().await?;
+        let lease_ms = self.lease.as_millis() as i64;
+        let epoch = store::acquire(&tx, channel, &self.instance, lease_ms).await?;
+        tx.commit().await?;
+        Ok(epoch)
+    }
+
+    pub(super) async fn renew(&self, channel: &str, epoch: Epoch) -> Result<bool, StoreError> {
+        let c = self.durable.get().await?;
+        let lease_ms = self.lease.as_millis() as i64;
+        store::renew(&c, channel, &self.instance, epoch, lease_ms).await
+    }
+
+    pub(super) async fn release_channels(&self) -> Result<(), StoreError> {
+        let c = self.durable.get().await?;
+        store::release(&c, &self.instance).await
+    }
+}

@@ -1,0 +1,115 @@
+//! The shared store's tables, created and migrated at start under a lock, so that
+//! instances starting at once do not race. `amrelay_schema` holds the version; an
+//! instance refuses a database whose version is newer than it knows.
+
+use tokio_postgres::Client;
+
+use crate::outbox::StoreError;
+
+/// 1: notifications, dedup keys, deliveries with claim epochs, channel owners, jobs.
+pub(super) const SCHEMA_VERSION: i32 = 1;
+
+/// Any number that no other application takes an advisory lock on: "amrelay" in ASCII.
+const MIGRATION_LOCK: i64 = 0x0061_6d72_656c_6179;
+
+/// Each version's statements, in order; `MIGRATIONS[i]` takes the schema to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE notifications (
+    id          BIGSERIAL PRIMARY KEY,
+    dedup_key   TEXT   NOT NULL,
+    received_at BIGINT NOT NULL,            -- ms since the epoch
+    format      INT    NOT NULL,
+    payload     BYTEA  NOT NULL             -- outbox::stored, by format
+);
+CREATE INDEX notifications_received ON notifications (received_at);
+
+-- The key of each notification accepted within the window. Its primary key is what
+-- makes two instances that receive the same notification at once store it once.
+CREATE TABLE dedup (
+    key         TEXT   PRIMARY KEY,
+    accepted_at BIGINT NOT NULL
+);
+CREATE INDEX dedup_accepted ON dedup (accepted_at);
+
+-- As in the SQLite store, plus claim_epoch: the channel owner's epoch that stored or
+-- claimed the row in flight. An outcome is recorded only under the same epoch, so an
+-- instance that lost its channel cannot overwrite what the new owner does.
+CREATE TABLE deliveries (
+    id              BIGSERIAL PRIMARY KEY,
+    notification_id BIGINT NOT NULL REFERENCES notifications (id),
+    channel         TEXT   NOT NULL,
+    group_key       TEXT   NOT NULL,
+    state           TEXT   NOT NULL,
+    attempts        INT    NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    enqueued_at     BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    fallback_of     BIGINT,
+    last_error      TEXT,
+    claim_epoch     BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX deliveries_due ON deliveries (channel, next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX deliveries_group ON deliveries (channel, group_key, notification_id)
+    WHERE state IN ('pending', 'inflight');
+CREATE INDEX deliveries_done ON deliveries (updated_at)
+    WHERE state IN ('delivered', 'failed_over', 'dead', 'cancelled');
+CREATE INDEX deliveries_dead ON deliveries (id) WHERE state = 'dead';
+CREATE INDEX deliveries_notification ON deliveries (notification_id);
+
+-- Which instance delivers each channel, until when (the database's clock), and the
+-- epoch that fences its claims. See docs/high-availability.md.
+CREATE TABLE channel_owners (
+    channel     TEXT        PRIMARY KEY,
+    instance    TEXT        NOT NULL,
+    epoch       BIGINT      NOT NULL,
+    lease_until TIMESTAMPTZ NOT NULL
+);
+
+-- Work one instance does for all (retention pruning): when it last ran.
+CREATE TABLE jobs (
+    name     TEXT   PRIMARY KEY,
+    last_run BIGINT NOT NULL
+);
+
+-- Rewritten by each instance's readiness probe to prove the database takes writes.
+CREATE TABLE probe (
+    instance TEXT   PRIMARY KEY,
+    at       BIGINT NOT NULL
+);
+"];
+
+/// Creates or migrates the schema; Err for a schema newer than this binary's.
+pub(super) async fn migrate(client: &mut Client) -> Result<i32, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS amrelay_schema (
+             id      INT PRIMARY KEY CHECK (id = 1),
+             version INT NOT NULL
+         )",
+    )
+    .await?;
+    let version: i32 = tx
+        .query_opt("SELECT version FROM amrelay_schema WHERE id = 1", &[])
+        .await?
+        .map_or(0, |r| r.get(0));
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Refused(format!(
+            "the database's schema version {version} is newer than this binary's {SCHEMA_VERSION}: upgrade amrelay"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await?;
+        tracing::info!(version = i + 1, "database schema migrated");
+    }
+    tx.execute(
+        "INSERT INTO amrelay_schema (id, version) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version",
+        &[&SCHEMA_VERSION],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(SCHEMA_VERSION)
+}

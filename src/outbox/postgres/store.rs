@@ -1,0 +1,510 @@
+//! The shared store's SQL: the SQLite store's statements (`outbox/sqlite/store.rs`)
+//! made safe for several instances at once. Dedup is the `dedup` table's primary key;
+//! a group's deliveries are stored one notification at a time (an advisory lock on the
+//! group), so that the order check sees the earlier one; claims and outcomes carry the
+//! channel owner's epoch.
+
+use deadpool_postgres::{GenericClient, Transaction};
+
+use super::connect::WORK_CHANNEL;
+use crate::outbox::stored;
+use crate::outbox::types::*;
+
+/// The first key of the two-key advisory locks on a group (the second is a hash of
+/// the group key): "amrg".
+const GROUP_LOCK: i32 = 0x616d_7267;
+
+const INTERRUPTED: &str =
+    "interrupted: the instance delivering the channel stopped while the delivery was sending or ready to send";
+
+pub(super) async fn enqueue(
+    tx: &Transaction<'_>,
+    new: &NewNotification,
+    limits: &Limits,
+    now: i64,
+    open: u64,
+) -> Result<Enqueued, StoreError> {
+    let window_start = now - limits.dedup_window.as_millis() as i64;
+    // One of two instances that take the same notification at once waits here for the
+    // other's commit, then sees the key: stored once.
+    let fresh = tx
+        .query_opt(
+            "INSERT INTO dedup (key, accepted_at) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET accepted_at = EXCLUDED.accepted_at
+             WHERE dedup.accepted_at <= $3
+             RETURNING key",
+            &[&new.key.as_str(), &new.received_at, &window_start],
+        )
+        .await?;
+    if fresh.is_none() {
+        return Ok(Enqueued::Duplicate);
+    }
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&GROUP_LOCK, &new.group_key],
+    )
+    .await?;
+    // A resolve calls off its group's held promotions first, even when the outbox is too
+    // full to take the resolve itself (as in the SQLite store).
+    let mut open = open;
+    for (i, channel) in new.channels.iter().enumerate() {
+        if new.holds.get(i).is_some_and(|h| h.cancel_unstarted) {
+            let n = tx
+                .execute(
+                    "UPDATE deliveries SET state = 'cancelled', last_error = 'cancelled: resolved before its first attempt', updated_at = $3
+                     WHERE channel = $1 AND group_key = $2 AND state = 'pending' AND attempts = 0",
+                    &[channel, &new.group_key, &now],
+                )
+                .await?;
+            open = open.saturating_sub(n);
+        }
+    }
+    if open + new.channels.len() as u64 > limits.max_pending {
+        // Rolled back by the caller, so the key is not kept either.
+        return Ok(Enqueued::Full {
+            pending: open,
+            max: limits.max_pending,
+        });
+    }
+    let notification_id: i64 = tx
+        .query_one(
+            "INSERT INTO notifications (dedup_key, received_at, format, payload)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+            &[
+                &new.key.as_str(),
+                &new.received_at,
+                &(stored::FORMAT as i32),
+                &new.payload,
+            ],
+        )
+        .await?
+        .get(0);
+    let mut deliveries = Vec::with_capacity(new.channels.len());
+    let mut pending = false;
+    for (i, channel) in new.channels.iter().enumerate() {
+        let hold = new.holds.get(i).copied().unwrap_or_default();
+        let epoch = new.fast.get(i).copied().flatten();
+        // In flight for a hand-off only under the channel's current term (the owner row
+        // is share-locked, so a takeover waits for this commit and then recovers the row)
+        // and never ahead of an earlier delivery of its group.
+        let handed_off = match epoch {
+            Some(e) if hold.not_before <= now => {
+                tx.query_one(
+                    "SELECT EXISTS (SELECT 1 FROM channel_owners WHERE channel = $1 AND epoch = $2
+                                      AND lease_until > clock_timestamp() FOR SHARE)
+                        AND NOT EXISTS (SELECT 1 FROM deliveries WHERE channel = $1 AND group_key = $3
+                                          AND state IN ('pending', 'inflight'))",
+                    &[channel, &e, &new.group_key],
+                )
+                .await?
+                .get::<_, bool>(0)
+            }
+            _ => false,
+        };
+        pending |= !handed_off;
+        let (state, attempts) = if handed_off {
+            ("inflight", 1)
+        } else {
+            ("pending", 0)
+        };
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO deliveries (notification_id, channel, group_key, state, attempts, next_attempt_at,
+                                         created_at, enqueued_at, updated_at, claim_epoch)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id",
+                &[
+                    &notification_id,
+                    channel,
+                    &new.group_key,
+                    &state,
+                    &attempts,
+                    &hold.not_before.max(now),
+                    &new.received_at,
+                    &now,
+                    &epoch.unwrap_or(0),
+                ],
+            )
+            .await?
+            .get(0);
+        deliveries.push(Stored { id, handed_off });
+    }
+    if pending {
+        notify(tx).await?;
+    }
+    Ok(Enqueued::Accepted {
+        deliveries,
+        enqueued_at: now,
+    })
+}
+
+async fn notify(c: &impl GenericClient) -> Result<(), StoreError> {
+    c.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn claim(
+    c: &impl GenericClient,
+    channel: &str,
+    epoch: Epoch,
+    limit: usize,
+    now: i64,
+) -> Result<Claim, StoreError> {
+    let rows = c
+        .query(
+            "WITH due AS (
+                 SELECT d.id FROM deliveries d
+                 WHERE d.channel = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
+                   AND NOT EXISTS (
+                     SELECT 1 FROM deliveries e
+                     WHERE e.channel = $1 AND e.group_key = d.group_key
+                       AND e.state IN ('pending', 'inflight') AND e.notification_id < d.notification_id)
+                   AND EXISTS (SELECT 1 FROM channel_owners o WHERE o.channel = $1 AND o.epoch = $4
+                                 AND o.lease_until > clock_timestamp())
+                 ORDER BY d.next_attempt_at, d.id
+                 LIMIT $3
+                 FOR UPDATE OF d SKIP LOCKED)
+             UPDATE deliveries d
+             SET state = 'inflight', attempts = d.attempts + 1, updated_at = $2, claim_epoch = $4
+             FROM due, notifications n
+             WHERE d.id = due.id AND n.id = d.notification_id
+             RETURNING d.id, d.notification_id, d.attempts, d.created_at, d.enqueued_at,
+                       n.format, n.payload, d.next_attempt_at",
+            &[&channel, &now, &(limit as i64), &epoch],
+        )
+        .await?;
+    let mut claimed: Vec<(i64, Claimed)> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.get::<_, i64>(7),
+                Claimed {
+                    id: r.get(0),
+                    epoch,
+                    channel: channel.to_owned(),
+                    notification_id: r.get(1),
+                    attempts: r.get::<_, i32>(2) as u32,
+                    created_at: r.get(3),
+                    enqueued_at: r.get(4),
+                    format: i64::from(r.get::<_, i32>(5)),
+                    payload: r.get(6),
+                },
+            )
+        })
+        .collect();
+    claimed.sort_by_key(|(due, d)| (*due, d.id));
+    let deliveries: Vec<Claimed> = claimed.into_iter().map(|(_, d)| d).collect();
+    let next_due_at = if deliveries.len() < limit {
+        c.query_one(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE channel = $1 AND state = 'pending'",
+            &[&channel],
+        )
+        .await?
+        .get(0)
+    } else {
+        Some(now)
+    };
+    Ok(Claim {
+        deliveries,
+        next_due_at,
+    })
+}
+
+/// Records an outcome under `epoch`; nothing when the row is no longer this term's.
+pub(super) async fn complete(
+    tx: &Transaction<'_>,
+    id: i64,
+    epoch: Epoch,
+    completion: &Completion,
+    now: i64,
+) -> Result<(), StoreError> {
+    const MINE: &str = "id = $1 AND state = 'inflight' AND claim_epoch = $2";
+    let (changed, wakes) = match completion {
+        Completion::Delivered => (
+            tx.execute(
+                &format!("UPDATE deliveries SET state = 'delivered', last_error = NULL, updated_at = $3 WHERE {MINE}"),
+                &[&id, &epoch, &now],
+            )
+            .await?,
+            false,
+        ),
+        Completion::RetryAt { at, error } => (
+            tx.execute(
+                &format!("UPDATE deliveries SET state = 'pending', next_attempt_at = $3, last_error = $4, updated_at = $5 WHERE {MINE}"),
+                &[&id, &epoch, at, error, &now],
+            )
+            .await?,
+            true,
+        ),
+        Completion::FailOver { to, error } => {
+            let changed = tx
+                .execute(
+                    &format!("UPDATE deliveries SET state = 'failed_over', last_error = $3, updated_at = $4 WHERE {MINE}"),
+                    &[&id, &epoch, error, &now],
+                )
+                .await?;
+            if changed == 1 {
+                tx.execute(
+                    "INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at, created_at,
+                                             enqueued_at, updated_at, fallback_of)
+                     SELECT notification_id, $2, group_key, 'pending', $3, created_at, $3, $3, id
+                     FROM deliveries WHERE id = $1",
+                    &[&id, to, &now],
+                )
+                .await?;
+            }
+            (changed, true)
+        }
+        Completion::Release => (
+            tx.execute(
+                &format!("UPDATE deliveries SET state = 'pending', attempts = GREATEST(attempts - 1, 0), updated_at = $3 WHERE {MINE}"),
+                &[&id, &epoch, &now],
+            )
+            .await?,
+            true,
+        ),
+        Completion::Dead { error } => (
+            tx.execute(
+                &format!("UPDATE deliveries SET state = 'dead', last_error = $3, updated_at = $4 WHERE {MINE}"),
+                &[&id, &epoch, error, &now],
+            )
+            .await?,
+            false,
+        ),
+    };
+    if changed != 1 {
+        return Ok(());
+    }
+    // A finished row may have held up a later delivery of its group.
+    let wakes = wakes
+        || tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN deliveries e
+                     ON e.channel = d.channel AND e.group_key = d.group_key
+                     AND e.state IN ('pending', 'inflight')
+                 WHERE d.id = $1)",
+                &[&id],
+            )
+            .await?
+            .get::<_, bool>(0);
+    if wakes {
+        notify(tx).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn stats(c: &impl GenericClient) -> Result<Stats, StoreError> {
+    let channels = c
+        .query(
+            "SELECT channel, COUNT(*), MIN(created_at) FROM deliveries
+             WHERE state IN ('pending', 'inflight') GROUP BY channel",
+            &[],
+        )
+        .await?
+        .into_iter()
+        .map(|r| ChannelStats {
+            channel: r.get(0),
+            open: r.get::<_, i64>(1) as u64,
+            oldest_created_at: r.get(2),
+        })
+        .collect();
+    let dead: i64 = c
+        .query_one("SELECT COUNT(*) FROM deliveries WHERE state = 'dead'", &[])
+        .await?
+        .get(0);
+    Ok(Stats {
+        channels,
+        dead: dead as u64,
+    })
+}
+
+pub(super) async fn count_open(c: &impl GenericClient) -> Result<u64, StoreError> {
+    let n: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'inflight')",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(n as u64)
+}
+
+pub(super) async fn dead_letters(
+    c: &impl GenericClient,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    Ok(c
+        .query(
+            "SELECT d.id, d.channel, d.attempts, d.created_at, d.updated_at, COALESCE(d.last_error, ''),
+                    n.format, n.payload
+             FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+             WHERE d.state = 'dead' ORDER BY d.id LIMIT $1",
+            &[&(limit as i64)],
+        )
+        .await?
+        .into_iter()
+        .map(|r| DeadLetter {
+            id: r.get(0),
+            channel: r.get(1),
+            attempts: r.get::<_, i32>(2) as u32,
+            created_at: r.get(3),
+            died_at: r.get(4),
+            last_error: r.get(5),
+            format: i64::from(r.get::<_, i32>(6)),
+            payload: r.get(7),
+        })
+        .collect())
+}
+
+pub(super) async fn requeue(
+    tx: &Transaction<'_>,
+    which: &Requeue,
+    now: i64,
+) -> Result<Requeued, StoreError> {
+    let sql = "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, enqueued_at = $1,
+                                     updated_at = $1
+               WHERE state = 'dead'";
+    let done = match which {
+        Requeue::All => Requeued {
+            count: tx.execute(sql, &[&now]).await? as usize,
+            not_dead: Vec::new(),
+        },
+        Requeue::Ids(ids) => {
+            let stmt = tx.prepare(&format!("{sql} AND id = $2")).await?;
+            let mut done = Requeued::default();
+            for id in ids {
+                match tx.execute(&stmt, &[&now, id]).await? {
+                    0 => done.not_dead.push(*id),
+                    n => done.count += n as usize,
+                }
+            }
+            done
+        }
+    };
+    if done.count > 0 {
+        notify(tx).await?;
+    }
+    Ok(done)
+}
+
+/// Retention, once a minute for all instances: the first to come runs it.
+pub(super) async fn prune(
+    tx: &Transaction<'_>,
+    limits: &Limits,
+    now: i64,
+    every_ms: i64,
+) -> Result<usize, StoreError> {
+    let due = tx
+        .query_opt(
+            "INSERT INTO jobs (name, last_run) VALUES ('prune', $1)
+             ON CONFLICT (name) DO UPDATE SET last_run = EXCLUDED.last_run
+             WHERE jobs.last_run <= $2
+             RETURNING name",
+            &[&now, &(now - every_ms)],
+        )
+        .await?;
+    if due.is_none() {
+        return Ok(0);
+    }
+    let keep_done = now - limits.retention.as_millis() as i64;
+    let keep_keys = now - limits.dedup_window.as_millis() as i64;
+    let mut n = tx
+        .execute(
+            "DELETE FROM deliveries WHERE state IN ('delivered', 'failed_over', 'dead', 'cancelled')
+             AND updated_at < $1",
+            &[&keep_done],
+        )
+        .await?;
+    n += tx
+        .execute("DELETE FROM dedup WHERE accepted_at < $1", &[&keep_keys])
+        .await?;
+    n += tx
+        .execute(
+            "DELETE FROM notifications WHERE received_at < $1
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id)",
+            &[&keep_keys.min(keep_done)],
+        )
+        .await?;
+    Ok(n as usize)
+}
+
+pub(super) async fn probe(
+    c: &impl GenericClient,
+    instance: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO probe (instance, at) VALUES ($1, $2)
+         ON CONFLICT (instance) DO UPDATE SET at = EXCLUDED.at",
+        &[&instance, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Takes a channel whose lease lapsed (or that nobody held yet), and sends the rows
+/// left in flight under earlier terms back to pending: the new term's epoch.
+pub(super) async fn acquire(
+    tx: &Transaction<'_>,
+    channel: &str,
+    instance: &str,
+    lease_ms: i64,
+) -> Result<Option<Epoch>, StoreError> {
+    let row = tx
+        .query_opt(
+            "INSERT INTO channel_owners (channel, instance, epoch, lease_until)
+             VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 millisecond')
+             ON CONFLICT (channel) DO UPDATE
+               SET instance = EXCLUDED.instance, epoch = channel_owners.epoch + 1,
+                   lease_until = EXCLUDED.lease_until
+             WHERE channel_owners.lease_until <= clock_timestamp()
+             RETURNING epoch",
+            &[&channel, &instance, &(lease_ms as f64)],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let epoch: i64 = row.get(0);
+    let recovered = tx
+        .execute(
+            "UPDATE deliveries SET state = 'pending', last_error = $3
+             WHERE channel = $1 AND state = 'inflight' AND claim_epoch < $2",
+            &[&channel, &epoch, &INTERRUPTED],
+        )
+        .await?;
+    if recovered > 0 {
+        tracing::warn!(
+            channel,
+            recovered,
+            "deliveries were in flight with the channel's last owner; trying them again"
+        );
+    }
+    Ok(Some(epoch))
+}
+
+pub(super) async fn renew(
+    c: &impl GenericClient,
+    channel: &str,
+    instance: &str,
+    epoch: Epoch,
+    lease_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE channel_owners SET lease_until = clock_timestamp() + $4 * interval '1 millisecond'
+             WHERE channel = $1 AND instance = $2 AND epoch = $3 AND lease_until > clock_timestamp()",
+            &[&channel, &instance, &epoch, &(lease_ms as f64)],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub(super) async fn release(c: &impl GenericClient, instance: &str) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE channel_owners SET lease_until = clock_timestamp() WHERE instance = $1",
+        &[&instance],
+    )
+    .await?;
+    Ok(())
+}
