@@ -93,7 +93,7 @@ impl App {
         };
         // Opened now only when a promotion channel needs it; a reload that adds one, or
         // the admin API, opens it on first use.
-        let caller = CallerState::at(&settings.storage.path);
+        let caller = CallerState::beside(&outbox, &settings.storage.path);
         if settings.promotion_channels().next().is_some() {
             caller
                 .open_now()

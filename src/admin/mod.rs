@@ -26,7 +26,7 @@ use crate::domain::time::now_ms;
 use crate::domain::{LabelSet, Notification};
 use crate::ingest::auth;
 use crate::outbox::Outbox;
-use crate::promotion::caller::state::{self, CallerState, Incident};
+use crate::promotion::caller::state::{CallerState, Incident};
 use crate::promotion::caller::{FORCE_LABEL, MANUAL_LABEL};
 
 pub struct AdminState {
@@ -162,24 +162,13 @@ async fn status(State(st): State<Arc<AdminState>>, headers: HeaderMap) -> Respon
     };
     let mut promotion = Vec::new();
     for (target, channel) in targets {
-        let t = target.clone();
-        let got = st
-            .caller
-            .with(move |c| {
-                Ok((
-                    state::last_epoch(c, &t)?,
-                    state::open_incident(c, &t)?,
-                    state::last_incident(c, &t)?,
-                ))
-            })
-            .await;
-        match got {
-            Ok((epoch, open, last)) => promotion.push(json!({
+        match st.caller.status(&target).await {
+            Ok(s) => promotion.push(json!({
                 "target": target,
                 "channel": channel,
-                "last_epoch_seen": epoch,
-                "open_incident": open.as_ref().map(incident),
-                "last_incident": last.as_ref().map(incident),
+                "last_epoch_seen": s.last_epoch,
+                "open_incident": s.open.as_ref().map(incident),
+                "last_incident": s.last.as_ref().map(incident),
             })),
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
         }

@@ -109,6 +109,15 @@ impl Outbox {
         })
     }
 
+    /// The shared database, for the state that must live beside the outbox (the failover
+    /// caller's); None for the SQLite store.
+    pub fn database(&self) -> Option<deadpool_postgres::Pool> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(p.pool()),
+        }
+    }
+
     /// Bumped after every commit that made deliveries due now; workers watch it.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         match &self.backend {

@@ -150,10 +150,11 @@ pub(super) async fn drive(mut conn: std::pin::Pin<Box<dyn ConnectionStream>>) {
 
 /// Listens for other instances' `NOTIFY` and bumps `wake`; reconnects after a loss,
 /// and bumps once then, since notifications sent meanwhile were missed.
-pub(super) async fn listen(cfg: Config, tls: Tls, wake: watch::Sender<u64>) {
+pub(super) async fn listen(cfg: Config, tls: Tls, wake: Arc<watch::Sender<u64>>) {
     let bump = |w: &watch::Sender<u64>| w.send_modify(|g| *g = g.wrapping_add(1));
     loop {
-        if wake.is_closed() {
+        if Arc::strong_count(&wake) == 1 {
+            // The outbox is gone.
             return;
         }
         match connect_one(&cfg, &tls).await {

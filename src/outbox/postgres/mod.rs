@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::types::*;
 use crate::config::PostgresSettings;
@@ -37,7 +37,11 @@ pub(super) struct Postgres {
     /// Undelivered rows, as last counted plus what this instance added since: the
     /// `max_pending` bound is approximate across instances (docs/high-availability.md).
     open: Arc<AtomicU64>,
-    wake: watch::Receiver<u64>,
+    /// This instance's workers: woken at once after a commit that made work, and by
+    /// other instances' notifications.
+    wake: Arc<watch::Sender<u64>>,
+    /// Asks the notifier to tell the other instances (coalesced).
+    poke: Arc<Notify>,
 }
 
 impl Postgres {
@@ -63,10 +67,12 @@ impl Postgres {
         fast_cfg.options("-c synchronous_commit=off");
         let durable = connect::pool(durable_cfg, &tls, s.pool_size)?;
         let fast = connect::pool(fast_cfg, &tls, s.pool_size)?;
-        let (wake_tx, wake) = watch::channel(0);
+        let wake = Arc::new(watch::Sender::new(0));
+        let poke = Arc::new(Notify::new());
         if listen {
-            tokio::spawn(connect::listen(cfg, tls, wake_tx));
+            tokio::spawn(connect::listen(cfg, tls, wake.clone()));
         }
+        tokio::spawn(notifier(fast.clone(), poke.clone()));
         let pg = Postgres {
             durable,
             fast,
@@ -75,6 +81,7 @@ impl Postgres {
             lease: s.lease,
             open: Arc::new(AtomicU64::new(0)),
             wake,
+            poke,
         };
         pg.count_open().await?;
         Ok((pg, version))
@@ -104,8 +111,19 @@ impl Postgres {
         Ok((version, schema::SCHEMA_VERSION))
     }
 
+    /// The pool for durable writes, for state that lives beside the outbox.
+    pub(super) fn pool(&self) -> Pool {
+        self.durable.clone()
+    }
+
     pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.wake.clone()
+        self.wake.subscribe()
+    }
+
+    /// After a commit that gave workers something to claim.
+    fn made_work(&self) {
+        self.wake.send_modify(|g| *g = g.wrapping_add(1));
+        self.poke.notify_one();
     }
 
     pub(super) fn lease(&self) -> Duration {
@@ -116,11 +134,15 @@ impl Postgres {
         let mut c = self.durable.get().await?;
         let tx = c.transaction().await?;
         let open = self.open.load(Ordering::Relaxed);
-        let done = store::enqueue(&tx, &new, &self.limits, now_ms(), open).await?;
+        let mut work = false;
+        let done = store::enqueue(&tx, &new, &self.limits, now_ms(), open, &mut work).await?;
         if let Enqueued::Accepted { deliveries, .. } = &done {
             tx.commit().await?;
             self.open
                 .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+            if work {
+                self.made_work();
+            }
         }
         Ok(done)
     }
@@ -143,8 +165,11 @@ impl Postgres {
     ) -> Result<(), StoreError> {
         let mut c = self.fast.get().await?;
         let tx = c.transaction().await?;
-        store::complete(&tx, id, epoch, &completion, now_ms()).await?;
+        let work = store::complete(&tx, id, epoch, &completion, now_ms()).await?;
         tx.commit().await?;
+        if work {
+            self.made_work();
+        }
         Ok(())
     }
 
@@ -158,6 +183,9 @@ impl Postgres {
         let tx = c.transaction().await?;
         let done = store::requeue(&tx, &which, now_ms()).await?;
         tx.commit().await?;
+        if done.count > 0 {
+            self.made_work();
+        }
         Ok(done)
     }
 
@@ -207,5 +235,25 @@ impl Postgres {
     pub(super) async fn release_channels(&self) -> Result<(), StoreError> {
         let c = self.durable.get().await?;
         store::release(&c, &self.instance).await
+    }
+}
+
+/// Sends the `NOTIFY`s this instance owes, one per wake-up however many commits asked
+/// for it meanwhile, each on its own after the commits it is about.
+async fn notifier(pool: Pool, poke: Arc<Notify>) {
+    loop {
+        poke.notified().await;
+        match pool.get().await {
+            Ok(c) => {
+                if let Err(e) = store::notify(&c).await {
+                    tracing::debug!(error = %e, "cannot notify the other instances; they look again within a second");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot notify the other instances; they look again within a second")
+            }
+        }
+        // Commits in the next moment share the next notification.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

@@ -6,7 +6,8 @@ use tokio_postgres::Client;
 
 use crate::outbox::StoreError;
 
-/// 1: notifications, dedup keys, deliveries with claim epochs, channel owners, jobs.
+/// 1: notifications, dedup keys, deliveries with claim epochs, channel owners, jobs, and
+/// the failover caller's epochs, incidents and observations.
 pub(super) const SCHEMA_VERSION: i32 = 1;
 
 /// Any number that no other application takes an advisory lock on: "amrelay" in ASCII.
@@ -76,6 +77,37 @@ CREATE TABLE jobs (
 CREATE TABLE probe (
     instance TEXT   PRIMARY KEY,
     at       BIGINT NOT NULL
+);
+
+-- The failover caller's memory (promotion::caller::state, which owns their SQL): the
+-- SQLite caller's tables, shared by the callers of every instance.
+CREATE TABLE caller_epochs (
+    target     TEXT   PRIMARY KEY,
+    last_epoch BIGINT NOT NULL
+);
+CREATE TABLE caller_incidents (
+    id               BIGSERIAL PRIMARY KEY,
+    target           TEXT   NOT NULL,
+    key              TEXT   NOT NULL,
+    epoch            BIGINT NOT NULL,
+    state            TEXT   NOT NULL,
+    delivery_id      BIGINT NOT NULL,
+    delivery_created BIGINT NOT NULL DEFAULT 0,
+    reason           TEXT   NOT NULL,
+    firing_since     BIGINT NOT NULL,
+    opened_at        BIGINT NOT NULL,
+    finished_at      BIGINT,
+    detail           TEXT,
+    closed_at        BIGINT
+);
+CREATE UNIQUE INDEX caller_incidents_open ON caller_incidents (target) WHERE closed_at IS NULL;
+CREATE TABLE caller_observations (
+    target    TEXT    NOT NULL,
+    value     TEXT    NOT NULL,
+    at        BIGINT  NOT NULL,
+    group_key TEXT    NOT NULL DEFAULT '',
+    firing    BOOLEAN NOT NULL DEFAULT TRUE,
+    PRIMARY KEY (target, value, at)
 );
 "];
 

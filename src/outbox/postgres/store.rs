@@ -17,12 +17,14 @@ const GROUP_LOCK: i32 = 0x616d_7267;
 const INTERRUPTED: &str =
     "interrupted: the instance delivering the channel stopped while the delivery was sending or ready to send";
 
+/// `makes_work`: set when a delivery was stored pending, for a worker to claim.
 pub(super) async fn enqueue(
     tx: &Transaction<'_>,
     new: &NewNotification,
     limits: &Limits,
     now: i64,
     open: u64,
+    makes_work: &mut bool,
 ) -> Result<Enqueued, StoreError> {
     let window_start = now - limits.dedup_window.as_millis() as i64;
     // One of two instances that take the same notification at once waits here for the
@@ -128,16 +130,17 @@ pub(super) async fn enqueue(
             .get(0);
         deliveries.push(Stored { id, handed_off });
     }
-    if pending {
-        notify(tx).await?;
-    }
+    *makes_work = pending;
     Ok(Enqueued::Accepted {
         deliveries,
         enqueued_at: now,
     })
 }
 
-async fn notify(c: &impl GenericClient) -> Result<(), StoreError> {
+/// Tells the other instances' workers that there is work. Sent on its own, after the
+/// commit it is about: a transaction that notifies takes a lock that serialises every
+/// such commit in the database.
+pub(super) async fn notify(c: &impl GenericClient) -> Result<(), StoreError> {
     c.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
         .await?;
     Ok(())
@@ -211,13 +214,14 @@ pub(super) async fn claim(
 }
 
 /// Records an outcome under `epoch`; nothing when the row is no longer this term's.
+/// True when the change may give a worker something to claim.
 pub(super) async fn complete(
     tx: &Transaction<'_>,
     id: i64,
     epoch: Epoch,
     completion: &Completion,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     const MINE: &str = "id = $1 AND state = 'inflight' AND claim_epoch = $2";
     let (changed, wakes) = match completion {
         Completion::Delivered => (
@@ -273,7 +277,7 @@ pub(super) async fn complete(
         ),
     };
     if changed != 1 {
-        return Ok(());
+        return Ok(false);
     }
     // A finished row may have held up a later delivery of its group.
     let wakes = wakes
@@ -287,10 +291,7 @@ pub(super) async fn complete(
             )
             .await?
             .get::<_, bool>(0);
-    if wakes {
-        notify(tx).await?;
-    }
-    Ok(())
+    Ok(wakes)
 }
 
 pub(super) async fn stats(c: &impl GenericClient) -> Result<Stats, StoreError> {
@@ -381,9 +382,6 @@ pub(super) async fn requeue(
             done
         }
     };
-    if done.count > 0 {
-        notify(tx).await?;
-    }
     Ok(done)
 }
 

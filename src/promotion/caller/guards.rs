@@ -2,7 +2,7 @@
 //! settles the delivery or lets it through to the next.
 
 use super::outcome::Event;
-use super::{state, Call};
+use super::Call;
 use crate::domain::{Notification, Status};
 use crate::net::Outcome;
 
@@ -18,11 +18,10 @@ impl Call<'_> {
     /// A delivery owns at most one incident, closed or not: its retries resend that
     /// incident's key, and once the answer is final they only tell it again.
     pub(super) async fn own_incident(&self) -> Result<Option<Outcome>, String> {
-        let (t, id, created) = (self.s.target.clone(), self.d.id, self.d.created_at);
         let own = self
             .env
             .state
-            .with(move |c| state::owned_by(c, &t, id, created))
+            .owned_by(&self.s.target, self.d.id, self.d.created_at)
             .await?;
         Ok(match own {
             None => None,
@@ -35,13 +34,7 @@ impl Call<'_> {
     /// owner gave up (or an operator asks again), or, asked again by hand after its
     /// request ended, let through to start afresh.
     pub(super) async fn open_incident(&self, manual: bool, now: i64) -> Result<Open, String> {
-        let t = self.s.target.clone();
-        let Some(inc) = self
-            .env
-            .state
-            .with(move |c| state::open_incident(c, &t))
-            .await?
-        else {
+        let Some(inc) = self.env.state.open_incident(&self.s.target).await? else {
             return Ok(Open::None);
         };
         let unfinished = inc.finished_at.is_none();
@@ -49,10 +42,9 @@ impl Call<'_> {
         if unfinished && (manual || abandoned) {
             // This delivery takes the incident over and sends the same key, so nothing
             // can run twice.
-            let (iid, id, created) = (inc.id, self.d.id, self.d.created_at);
             self.env
                 .state
-                .with(move |c| state::take_over(c, iid, id, created))
+                .take_over(inc.id, self.d.id, self.d.created_at)
                 .await?;
             tracing::warn!(incident = %inc.key, manual, "taking over an unfinished incident; same key");
             return Ok(Open::Settled(self.request(&inc).await));
@@ -71,12 +63,7 @@ impl Call<'_> {
         if force {
             return Ok(None);
         }
-        let t = self.s.target.clone();
-        let last = self
-            .env
-            .state
-            .with(move |c| state::last_promoted_at(c, &t))
-            .await?;
+        let last = self.env.state.last_promoted_at(&self.s.target).await?;
         match last.map(|at| at + self.s.cooldown.as_millis() as i64) {
             Some(until) if until > now => {
                 self.count("cooldown");
@@ -96,15 +83,16 @@ impl Call<'_> {
         let n = self.d.notification;
         let values = label_values(n, &q.label);
         let since = self.d.created_at - q.within.as_millis() as i64;
-        let (t, at, g) = (
-            self.s.target.clone(),
-            self.d.created_at,
-            n.group_key.clone(),
-        );
         let seen = self
             .env
             .state
-            .with(move |c| state::observe(c, &t, &values, &g, at, since))
+            .observe(
+                &self.s.target,
+                values,
+                &n.group_key,
+                self.d.created_at,
+                since,
+            )
             .await?;
         if seen.len() as u32 >= q.count {
             return Ok(None);

@@ -102,10 +102,7 @@ impl Call<'_> {
         }
         if let Some(id) = finished_open {
             // By hand, after the open incident's request ended: start afresh.
-            self.env
-                .state
-                .with(move |c| state::close_incident(c, id, now))
-                .await?;
+            self.env.state.close_incident(id, now).await?;
         }
         if !manual {
             if let Some(o) = self.quorum().await? {
@@ -119,27 +116,18 @@ impl Call<'_> {
     /// the retry finds the incident still open and tells it again. A message stored
     /// twice is one delivery: its dedup key is the same.
     async fn resolved(&self) -> Result<Outcome, String> {
-        let t = self.s.target.clone();
         let now = now_ms();
-        let g = self.d.notification.group_key.clone();
         let open = self
             .env
             .state
-            .with(move |c| {
-                state::resolved_group(c, &t, &g)?;
-                state::open_incident(c, &t)
-            })
+            .resolved_group(&self.s.target, &self.d.notification.group_key)
             .await?;
         if let Some(inc) = open {
             self.tell(Event::Resolved {
                 incident: inc.clone(),
             })
             .await?;
-            let id = inc.id;
-            self.env
-                .state
-                .with(move |c| state::close_incident(c, id, now))
-                .await?;
+            self.env.state.close_incident(inc.id, now).await?;
             tracing::info!(incident = %inc.key, "the alert resolved: incident closed, no failback");
         }
         Ok(Outcome::Delivered)

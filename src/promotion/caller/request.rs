@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::outcome::Event;
-use super::state::{self, Incident, NewIncident};
+use super::state::{Incident, NewIncident};
 use super::{is_manual, Call};
 use crate::domain::promotion::{PromoteRequest, Verdict};
 use crate::domain::time::now_ms;
@@ -17,13 +17,7 @@ impl Call<'_> {
     /// tells the outcome channels, and sends the request.
     pub(super) async fn open_and_request(&self, manual: bool, now: i64) -> Result<Outcome, String> {
         let n = self.d.notification;
-        let t = self.s.target.clone();
-        let epoch = match self
-            .env
-            .state
-            .with(move |c| state::last_epoch(c, &t))
-            .await?
-        {
+        let epoch = match self.env.state.last_epoch(&self.s.target).await? {
             Some(e) => e,
             None => match self.requester.current_epoch(self.d.id).await {
                 Ok(e) => stored_epoch(e),
@@ -34,30 +28,16 @@ impl Call<'_> {
         let firing_since = n
             .firing_since()
             .map_or(self.d.created_at, |t| t.timestamp_millis());
-        let (t, r, id, created) = (
-            self.s.target.clone(),
-            reason.clone(),
-            self.d.id,
-            self.d.created_at,
-        );
-        let (inc, opened) = self
-            .env
-            .state
-            .with(move |c| {
-                state::open_or_join(
-                    c,
-                    &NewIncident {
-                        target: &t,
-                        epoch: epoch + 1,
-                        delivery_id: id,
-                        delivery_created: created,
-                        reason: &r,
-                        firing_since,
-                        now,
-                    },
-                )
-            })
-            .await?;
+        let new = NewIncident {
+            target: self.s.target.clone(),
+            epoch: epoch + 1,
+            delivery_id: self.d.id,
+            delivery_created: self.d.created_at,
+            reason: reason.clone(),
+            firing_since,
+            now,
+        };
+        let (inc, opened) = self.env.state.open_or_join(new).await?;
         if !opened {
             self.count("joined");
             return Ok(Outcome::Delivered);
@@ -87,12 +67,8 @@ impl Call<'_> {
         };
         let verdict = reply.body.as_ref().ok().map(|a| a.result);
         if let Ok(a) = &reply.body {
-            let (t, e) = (inc.target.clone(), stored_epoch(a.status.epoch));
-            let _ = self
-                .env
-                .state
-                .with(move |c| state::saw_epoch(c, &t, e))
-                .await;
+            let e = stored_epoch(a.status.epoch);
+            let _ = self.env.state.saw_epoch(&inc.target, e).await;
         }
         let final_state = match (reply.status.as_u16(), verdict) {
             (200, Some(Verdict::Verified)) => Some("verified"),
@@ -117,11 +93,10 @@ impl Call<'_> {
         };
         let detail = reply.describe();
         let now = now_ms();
-        let (id, st, det) = (inc.id, final_state.to_owned(), detail.clone());
         if let Err(e) = self
             .env
             .state
-            .with(move |c| state::finish(c, id, &st, &det, now))
+            .finish(inc.id, final_state, &detail, now)
             .await
         {
             return Outcome::retryable("promotion_state", e);

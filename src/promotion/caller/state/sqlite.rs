@@ -1,12 +1,12 @@
-//! The caller's durable memory, per target: the last epoch it saw, its incidents, and the
-//! monitors it heard from (for the quorum). Its own SQLite file beside the outbox
-//! (`promotion-caller.db`), synchronous=FULL: an incident is on disk before the first
-//! request for it leaves.
+//! The caller's memory in its own SQLite file beside the outbox (`promotion-caller.db`),
+//! synchronous=FULL: an incident is on disk before the first request for it leaves.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Incident, NewIncident, Result, OBSERVATION_TTL_MS};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS epochs (
@@ -44,50 +44,33 @@ CREATE TABLE IF NOT EXISTS observations (
 ) WITHOUT ROWID;
 ";
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Incident {
-    pub id: i64,
-    pub target: String,
-    pub key: String,
-    pub epoch: i64,
-    pub state: String,
-    pub delivery_id: i64,
-    pub reason: String,
-    pub firing_since: i64,
-    pub opened_at: i64,
-    pub finished_at: Option<i64>,
-    pub detail: Option<String>,
-}
-
-/// Shared by every promotion channel of one process (and by the admin API). The file is
-/// created when first needed: a configuration without promotion channels has none.
+/// The file, created when first needed: a configuration without promotion channels has
+/// none.
 #[derive(Clone)]
-pub struct CallerState(Arc<Inner>);
+pub(super) struct SqliteState(Arc<Inner>);
 
 struct Inner {
     path: PathBuf,
     conn: Mutex<Option<Connection>>,
 }
 
-pub type Result<T> = std::result::Result<T, String>;
-
-impl CallerState {
+impl SqliteState {
     /// Where the state lives; `open_now` or the first `with` opens it.
-    pub fn at(dir: &Path) -> Self {
-        CallerState(Arc::new(Inner {
+    pub(super) fn at(dir: &Path) -> Self {
+        SqliteState(Arc::new(Inner {
             path: dir.join("promotion-caller.db"),
             conn: Mutex::new(None),
         }))
     }
 
     /// Opens (or creates) the file now, so that start-up fails on a store it cannot use.
-    pub fn open_now(&self) -> Result<()> {
+    pub(super) fn open_now(&self) -> Result<()> {
         let mut conn = self.0.conn.lock().unwrap_or_else(|e| e.into_inner());
         open_into(&self.0.path, &mut conn).map(|_| ())
     }
 
     /// Runs `f` on the connection off the async threads.
-    pub async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -126,7 +109,7 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-pub fn last_epoch(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
+pub(super) fn last_epoch(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
     c.query_row(
         "SELECT last_epoch FROM epochs WHERE target = ?1",
         [target],
@@ -137,7 +120,7 @@ pub fn last_epoch(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>>
 
 /// Remembers an epoch the endpoint showed (never the one the caller asked for: a refused
 /// request must not move the next incident's epoch); never goes back.
-pub fn saw_epoch(c: &Connection, target: &str, epoch: i64) -> rusqlite::Result<()> {
+pub(super) fn saw_epoch(c: &Connection, target: &str, epoch: i64) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO epochs (target, last_epoch) VALUES (?1, ?2)
          ON CONFLICT (target) DO UPDATE SET last_epoch = MAX(last_epoch, excluded.last_epoch)",
@@ -146,7 +129,7 @@ pub fn saw_epoch(c: &Connection, target: &str, epoch: i64) -> rusqlite::Result<(
     Ok(())
 }
 
-pub fn open_incident(c: &Connection, target: &str) -> rusqlite::Result<Option<Incident>> {
+pub(super) fn open_incident(c: &Connection, target: &str) -> rusqlite::Result<Option<Incident>> {
     c.query_row(
         &format!("{SELECT} WHERE target = ?1 AND closed_at IS NULL ORDER BY id DESC LIMIT 1"),
         [target],
@@ -155,7 +138,7 @@ pub fn open_incident(c: &Connection, target: &str) -> rusqlite::Result<Option<In
     .optional()
 }
 
-pub fn last_incident(c: &Connection, target: &str) -> rusqlite::Result<Option<Incident>> {
+pub(super) fn last_incident(c: &Connection, target: &str) -> rusqlite::Result<Option<Incident>> {
     c.query_row(
         &format!("{SELECT} WHERE target = ?1 ORDER BY id DESC LIMIT 1"),
         [target],
@@ -165,7 +148,7 @@ pub fn last_incident(c: &Connection, target: &str) -> rusqlite::Result<Option<In
 }
 
 /// When the last successful promotion of `target` finished, for the cooldown.
-pub fn last_promoted_at(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
+pub(super) fn last_promoted_at(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
     c.query_row(
         "SELECT MAX(finished_at) FROM incidents WHERE target = ?1 AND state = 'promoted'",
         [target],
@@ -173,38 +156,31 @@ pub fn last_promoted_at(c: &Connection, target: &str) -> rusqlite::Result<Option
     )
 }
 
-pub struct NewIncident<'a> {
-    pub target: &'a str,
-    pub epoch: i64,
-    pub delivery_id: i64,
-    pub delivery_created: i64,
-    pub reason: &'a str,
-    pub firing_since: i64,
-    pub now: i64,
-}
-
 /// Opens an incident unless one is open for the target: then that one is returned
 /// (two monitors' deliveries racing: one opens, the other joins). The bool says whether
 /// this call opened it.
-pub fn open_or_join(c: &mut Connection, new: &NewIncident) -> rusqlite::Result<(Incident, bool)> {
+pub(super) fn open_or_join(
+    c: &mut Connection,
+    new: &NewIncident,
+) -> rusqlite::Result<(Incident, bool)> {
     let tx = c.transaction()?;
-    if let Some(open) = open_incident(&tx, new.target)? {
+    if let Some(open) = open_incident(&tx, &new.target)? {
         return Ok((open, false));
     }
     // The key the request carries (`PromoteRequest::new` takes the epoch the same way).
-    let key = crate::domain::promotion::incident_key(new.target, new.epoch.max(0) as u64);
+    let key = crate::domain::promotion::incident_key(&new.target, new.epoch.max(0) as u64);
     tx.execute(
         "INSERT INTO incidents (target, key, epoch, state, delivery_id, delivery_created, reason, firing_since, opened_at)
          VALUES (?1, ?2, ?3, 'requesting', ?4, ?8, ?5, ?6, ?7)",
         params![new.target, key, new.epoch, new.delivery_id, new.reason, new.firing_since, new.now, new.delivery_created],
     )?;
-    let opened = open_incident(&tx, new.target)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let opened = open_incident(&tx, &new.target)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     tx.commit()?;
     Ok((opened, true))
 }
 
 /// The incident this delivery sends the requests of, open or closed.
-pub fn owned_by(
+pub(super) fn owned_by(
     c: &Connection,
     target: &str,
     delivery_id: i64,
@@ -219,7 +195,7 @@ pub fn owned_by(
 }
 
 /// Another delivery sends the incident's requests from now on (same key).
-pub fn take_over(
+pub(super) fn take_over(
     c: &Connection,
     id: i64,
     delivery_id: i64,
@@ -232,7 +208,7 @@ pub fn take_over(
     Ok(())
 }
 
-pub fn finish(
+pub(super) fn finish(
     c: &Connection,
     id: i64,
     state: &str,
@@ -247,7 +223,7 @@ pub fn finish(
 }
 
 /// Closes this incident, if it is still open.
-pub fn close_incident(c: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
+pub(super) fn close_incident(c: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE incidents SET closed_at = ?2 WHERE id = ?1 AND closed_at IS NULL",
         params![id, now],
@@ -255,14 +231,11 @@ pub fn close_incident(c: &Connection, id: i64, now: i64) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// A report older than this is forgotten, even if its group never resolved.
-const OBSERVATION_TTL_MS: i64 = 3_600_000;
-
 /// Records that `values` (monitors) reported the target firing at `at` in `group_key`,
 /// and returns the distinct values that count for the quorum: those reported since
 /// `since`, and those whose group is still firing (a monitor that reported a minute
 /// before the window and has not resolved still sees the primary down).
-pub fn observe(
+pub(super) fn observe(
     c: &Connection,
     target: &str,
     values: &[String],
@@ -289,7 +262,11 @@ pub fn observe(
 }
 
 /// A group resolved: its reports stop counting as still firing.
-pub fn resolved_group(c: &Connection, target: &str, group_key: &str) -> rusqlite::Result<()> {
+pub(super) fn resolved_group(
+    c: &Connection,
+    target: &str,
+    group_key: &str,
+) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE observations SET firing = 0 WHERE target = ?1 AND group_key = ?2",
         params![target, group_key],
@@ -316,5 +293,5 @@ fn incident(r: &rusqlite::Row) -> rusqlite::Result<Incident> {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
+#[path = "sqlite_tests.rs"]
 mod tests;

@@ -8,13 +8,13 @@ fn db() -> Connection {
     c
 }
 
-fn new(delivery_id: i64, epoch: i64) -> NewIncident<'static> {
+fn new(delivery_id: i64, epoch: i64) -> NewIncident {
     NewIncident {
-        target: "primary",
+        target: "primary".into(),
         epoch,
         delivery_id,
         delivery_created: 1,
-        reason: "test",
+        reason: "test".into(),
         firing_since: 1,
         now: 10,
     }
