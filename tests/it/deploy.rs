@@ -313,6 +313,30 @@ fn alertmanager_config_passes_amtool_and_routes_primary_down_to_the_failover_rou
     );
 }
 
+/// The two-amrelay receiver: the same routes, both instances in one receiver.
+#[test]
+fn the_ha_alertmanager_config_passes_amtool_and_sends_each_notification_to_both_amrelays() {
+    let config = deploy("alertmanager/alertmanager.ha.yml");
+    let config = path_str(&config);
+    assert_passes(
+        "amtool check-config",
+        &run("amtool", &["check-config", config]),
+    );
+    let text = read(Path::new(config));
+    let urls = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- url: ") && !l.trim_start().starts_with('#'))
+        .count();
+    assert_eq!(urls, 2, "one webhook_config per amrelay instance");
+    let single = read(&deploy("alertmanager/alertmanager.yml"));
+    let routes = |s: &str| s[s.find("route:").unwrap()..s.find("receivers:").unwrap()].to_owned();
+    assert_eq!(
+        routes(&text),
+        routes(&single),
+        "the same routes as alertmanager.yml"
+    );
+}
+
 /// Kills the child processes when the test ends, passed or not.
 pub(crate) struct Children(pub(crate) Vec<Child>);
 
