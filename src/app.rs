@@ -87,6 +87,7 @@ impl App {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
+        metrics.set_instance(&settings.server.instance);
         let endpoint = match &settings.promotion_endpoint {
             Some(e) => Some(Endpoint::start(e, &settings.storage.path, metrics.clone()).await?),
             None => None,

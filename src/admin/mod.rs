@@ -191,9 +191,36 @@ async fn status(State(st): State<Arc<AdminState>>, headers: HeaderMap) -> Respon
             )
         })
         .collect();
+    let (instance, names) = {
+        let settings = st.settings.lock().await;
+        let names: Vec<String> = settings.channels.iter().map(|c| c.name.clone()).collect();
+        (settings.server.instance.clone(), names)
+    };
+    // With one process on its store, this instance delivers every channel.
+    let delivered_by: BTreeMap<String, Option<String>> = names
+        .into_iter()
+        .map(|name| {
+            let owner = if st.outbox.lease().is_none() {
+                Some(instance.clone())
+            } else {
+                stats
+                    .owners
+                    .iter()
+                    .find(|(c, _)| *c == name)
+                    .map(|(_, i)| i.clone())
+            };
+            (name, owner)
+        })
+        .collect();
     answer(
         StatusCode::OK,
-        json!({ "promotion": promotion, "channels": channels, "dead_letters": stats.dead }),
+        json!({
+            "instance": instance,
+            "promotion": promotion,
+            "channels": channels,
+            "delivered_by": delivered_by,
+            "dead_letters": stats.dead,
+        }),
     )
 }
 

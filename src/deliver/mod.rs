@@ -156,7 +156,11 @@ impl Deliverer {
             let held = c.policy.concurrency as usize * HELD_PER_SENDING;
             let permits = Arc::new(Semaphore::new(held));
             let (tx, rx) = mpsc::unbounded_channel();
-            let (term, owned, lane_term) = ownership::Term::new(&c.name);
+            let here = metrics
+                .delivered_here
+                .get_or_create(&Metrics::channel(&c.name))
+                .clone();
+            let (term, owned, lane_term) = ownership::Term::new(&c.name, here);
             terms.push(term);
             lanes.insert(
                 c.name.clone(),

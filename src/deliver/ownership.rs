@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,16 +26,22 @@ pub(super) struct Term {
     pub(super) channel: String,
     watch: watch::Sender<Option<Epoch>>,
     lane: Arc<AtomicI64>,
+    /// `amrelay_channel_delivered_here` for the channel.
+    gauge: Gauge,
 }
 
 impl Term {
-    pub(super) fn new(channel: &str) -> (Term, watch::Receiver<Option<Epoch>>, Arc<AtomicI64>) {
+    pub(super) fn new(
+        channel: &str,
+        gauge: Gauge,
+    ) -> (Term, watch::Receiver<Option<Epoch>>, Arc<AtomicI64>) {
         let (watch, rx) = watch::channel(None);
         let lane = Arc::new(AtomicI64::new(NOT_OWNED));
         let term = Term {
             channel: channel.to_owned(),
             watch,
             lane: lane.clone(),
+            gauge,
         };
         (term, rx, lane)
     }
@@ -43,6 +50,7 @@ impl Term {
         self.lane
             .store(epoch.unwrap_or(NOT_OWNED), Ordering::Release);
         self.watch.send_replace(epoch);
+        self.gauge.set(i64::from(epoch.is_some()));
     }
 
     fn get(&self) -> Option<Epoch> {
@@ -143,12 +151,15 @@ mod tests {
 
     #[test]
     fn a_lane_reads_the_term_it_was_given() {
-        let (t, rx, lane) = Term::new("c");
+        let gauge = Gauge::default();
+        let (t, rx, lane) = Term::new("c", gauge.clone());
         assert_eq!(lane_epoch(&lane), None);
         t.set(Some(7));
         assert_eq!(lane_epoch(&lane), Some(7));
         assert_eq!(*rx.borrow(), Some(7));
+        assert_eq!(gauge.get(), 1);
         t.set(None);
+        assert_eq!(gauge.get(), 0);
         assert_eq!(lane_epoch(&lane), None);
         assert_eq!(*rx.borrow(), None);
     }

@@ -152,6 +152,9 @@ pub enum Requeue {
 pub struct Stats {
     pub channels: Vec<ChannelStats>,
     pub dead: u64,
+    /// In a shared store, which instance delivers each channel now (channel, instance);
+    /// empty for the SQLite store, whose one process delivers them all.
+    pub owners: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]

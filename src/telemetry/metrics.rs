@@ -22,6 +22,11 @@ pub struct ChannelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelReasonLabels {
     pub channel: String,
     pub reason: String,
@@ -126,6 +131,8 @@ pub struct Metrics {
     pub attempt_failures: Family<ChannelReasonLabels, Counter>,
     pub channel_info: Family<ChannelInfoLabels, Gauge>,
     pub circuit_state: Family<ChannelLabels, Gauge>,
+    pub delivered_here: Family<ChannelLabels, Gauge>,
+    pub instance_info: Family<InstanceLabels, Gauge>,
     pub fallbacks: Family<ChannelLabels, Counter>,
     pub dead_lettered: Family<ChannelLabels, Counter>,
     pub rate_limited_waits: Family<ChannelLabels, Counter>,
@@ -184,6 +191,8 @@ impl Metrics {
             attempt_failures: Family::default(),
             channel_info: Family::default(),
             circuit_state: Family::default(),
+            delivered_here: Family::default(),
+            instance_info: Family::default(),
             fallbacks: Family::default(),
             dead_lettered: Family::default(),
             rate_limited_waits: Family::default(),
@@ -253,6 +262,16 @@ impl Metrics {
             "amrelay_channel_circuit_state",
             "The channel's circuit breaker: 0 closed, 1 open (deliveries go to the fallback), 2 half-open (a probe in flight)",
             m.circuit_state.clone(),
+        );
+        r.register(
+            "amrelay_channel_delivered_here",
+            "1 while this instance delivers the channel (with a shared store, one instance at a time does)",
+            m.delivered_here.clone(),
+        );
+        r.register(
+            "amrelay_instance_info",
+            "This instance's name (server.instance; always 1)",
+            m.instance_info.clone(),
         );
         r.register(
             "amrelay_fallbacks",
@@ -342,6 +361,14 @@ impl Metrics {
         m
     }
 
+    pub fn set_instance(&self, instance: &str) {
+        self.instance_info
+            .get_or_create(&InstanceLabels {
+                instance: instance.to_owned(),
+            })
+            .set(1);
+    }
+
     /// Creates a channel's series at zero, so dashboards show them before the first event.
     pub fn init_channel(&self, channel: &str, kind: &str, provider: &str) {
         let c = ChannelLabels {
@@ -355,6 +382,7 @@ impl Metrics {
             })
             .set(1);
         let _ = self.circuit_state.get_or_create(&c);
+        let _ = self.delivered_here.get_or_create(&c);
         let _ = self.enqueued.get_or_create(&c);
         let _ = self.delivered.get_or_create(&c);
         let _ = self.fallbacks.get_or_create(&c);

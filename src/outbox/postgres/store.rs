@@ -313,9 +313,19 @@ pub(super) async fn stats(c: &impl GenericClient) -> Result<Stats, StoreError> {
         .query_one("SELECT COUNT(*) FROM deliveries WHERE state = 'dead'", &[])
         .await?
         .get(0);
+    let owners = c
+        .query(
+            "SELECT channel, instance FROM channel_owners WHERE lease_until > clock_timestamp() ORDER BY channel",
+            &[],
+        )
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     Ok(Stats {
         channels,
         dead: dead as u64,
+        owners,
     })
 }
 

@@ -428,6 +428,7 @@ pub(super) fn stats(tx: &Connection) -> Result<Stats, StoreError> {
     Ok(Stats {
         channels,
         dead: dead as u64,
+        owners: Vec::new(),
     })
 }
 
