@@ -1,44 +1,48 @@
 //! amrelay: Alertmanager in, notifications out, nothing lost on the way.
 //!
 //! ```text
-//! ingest (HTTP, auth, wire format) -> pipeline (dedup, route, hold) -> outbox (SQLite)
-//!     -> deliver (rate limit, retry, circuit, fallback)
+//! ingest (HTTP, auth) -> pipeline (route, hold) -> outbox (dedup by key; SQLite or PostgreSQL)
+//!     -> deliver (channel ownership, rate limit, retry, circuit, fallback)
 //!     -> sinks (slack, email APIs and SMTP, webhook, promotion, console)
 //! ```
 //!
+//! The modules, from the ground up; a module imports only those above it in this list
+//! (`tests/it/layers.rs` checks it):
+//!
+//! - [`domain`]: alerts, notifications, label matchers, the dedup key, the Alertmanager
+//!   wire format, the promotion protocol's words, signatures, times. Values only.
 //! - [`config`]: the TOML file and env overrides, parsed once into [`config::Settings`].
-//! - [`domain`]: alerts, notifications, label matchers, the Alertmanager wire format and
-//!   the promotion protocol's words.
-//! - [`ingest`]: `POST /webhook/alertmanager`, auth, the Alertmanager payload.
-//! - [`pipeline`]: dedup keys, routing and holds (a promotion's min_firing), pure decisions.
-//! - [`outbox`]: the durable store, with group commit.
-//! - [`deliver`]: one worker per channel: rate limit, retry schedule, fallback.
+//! - [`telemetry`]: logs and metrics.
+//! - [`net`]: what an attempt at the far side came to, the HTTP status table, the client.
+//! - [`outbox`]: the durable store behind one interface: SQLite (one process, group
+//!   commit) or PostgreSQL (shared by several instances).
+//! - [`pipeline`]: routing and holds (a promotion's min_firing), pure decisions.
 //! - [`sinks`]: how each kind of channel sends and classifies answers; the promotion
 //!   sink signs one request and reads the answer, and hands the rest to failover's caller.
+//! - [`deliver`]: one worker per channel, while this instance owns the channel: rate
+//!   limit, retry schedule, circuit, fallback.
+//! - [`ingest`]: `POST /webhook/alertmanager`, auth, `/metrics`, `/readyz`.
+//! - [`admin`]: the admin API behind `amrelay promote` and `amrelay status`.
 //! - [`promotion`]: failover: the caller (incidents, epochs, guards, outcome messages)
 //!   and the backup's endpoint that runs the promotion command at most once per incident.
-//! - [`admin`]: the admin API behind `amrelay promote` and `amrelay status`.
-//! - [`telemetry`]: logs and metrics.
+//! - [`collector`]: the metric collection sidecar, a second pipeline in the binary:
+//!   scrape (targets) -> buffer (SQLite, per endpoint) -> remote write (Prometheus).
 //! - [`app`]: builds every part from the settings and runs until shutdown.
-//!
-//! A second pipeline, the metric collection sidecar, shares the binary:
-//!
-//! ```text
-//! collector: scrape (targets) -> buffer (SQLite, per endpoint) -> remote write (Prometheus)
-//! ```
-//!
-//! - [`collector`]: scrape targets, buffer on disk, remote-write without gaps.
+//! - [`cli`]: the commands `main.rs` dispatches to.
 
-pub mod admin;
+#![warn(unreachable_pub)]
+
+pub(crate) mod admin;
 pub mod app;
+pub mod cli;
 pub mod collector;
 pub mod config;
-pub mod deliver;
-pub mod domain;
-pub mod ingest;
-pub mod net;
-pub mod outbox;
-pub mod pipeline;
-pub mod promotion;
-pub mod sinks;
-pub mod telemetry;
+pub(crate) mod deliver;
+pub(crate) mod domain;
+pub(crate) mod ingest;
+pub(crate) mod net;
+pub(crate) mod outbox;
+pub(crate) mod pipeline;
+pub(crate) mod promotion;
+pub(crate) mod sinks;
+pub(crate) mod telemetry;

@@ -29,14 +29,14 @@ use crate::outbox::Outbox;
 use crate::promotion::caller::state::{CallerState, Incident};
 use crate::promotion::caller::{FORCE_LABEL, MANUAL_LABEL};
 
-pub struct AdminState {
+pub(crate) struct AdminState {
     /// The running configuration (a reload replaces it).
     pub settings: Arc<Mutex<Settings>>,
     pub outbox: Outbox,
     pub caller: CallerState,
 }
 
-pub fn router(state: Arc<AdminState>) -> Router {
+pub(crate) fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/v1/admin/promote", post(promote))
         .route("/v1/admin/status", get(status))

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub server: RawServer,
     pub storage: RawStorage,
     pub dedup: RawDedup,
@@ -18,7 +18,7 @@ pub struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawServer {
+pub(super) struct RawServer {
     pub listen: Option<String>,
     pub instance: Option<String>,
     pub bearer_token_file: Option<String>,
@@ -30,7 +30,7 @@ pub struct RawServer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawBasicAuth {
+pub(super) struct RawBasicAuth {
     pub username: Option<String>,
     pub password_file: Option<String>,
     pub password_env: Option<String>,
@@ -38,7 +38,7 @@ pub struct RawBasicAuth {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawStorage {
+pub(super) struct RawStorage {
     pub path: Option<String>,
     pub backend: Option<String>,
     pub url_file: Option<String>,
@@ -53,13 +53,13 @@ pub struct RawStorage {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawDedup {
+pub(super) struct RawDedup {
     pub window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawAdmin {
+pub(super) struct RawAdmin {
     pub listen: Option<String>,
     pub token_file: Option<String>,
     pub token_env: Option<String>,
@@ -67,7 +67,7 @@ pub struct RawAdmin {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawLog {
+pub(super) struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
 }
@@ -76,7 +76,7 @@ pub struct RawLog {
 /// in a clear message rather than a serde error about an enum variant.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawChannel {
+pub(super) struct RawChannel {
     pub name: Option<String>,
     pub kind: Option<String>,
     // Delivery policy, any kind.
@@ -132,7 +132,7 @@ pub struct RawChannel {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawQuorum {
+pub(super) struct RawQuorum {
     pub label: Option<String>,
     pub count: Option<u32>,
     pub within: Option<String>,
@@ -140,7 +140,7 @@ pub struct RawQuorum {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawRoute {
+pub(super) struct RawRoute {
     pub matchers: Vec<String>,
     pub channels: Vec<String>,
     #[serde(rename = "continue")]
@@ -150,7 +150,7 @@ pub struct RawRoute {
 /// `[promotion_endpoint]`: the backup's side of failover.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawPromotionEndpoint {
+pub(super) struct RawPromotionEndpoint {
     pub listen: Option<String>,
     pub target: Option<String>,
     pub secret_file: Option<String>,
@@ -164,7 +164,7 @@ pub struct RawPromotionEndpoint {
 /// `[collector]`: scrape targets and remote-write them (see `config/collector.rs`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawCollector {
+pub(super) struct RawCollector {
     pub labels: std::collections::BTreeMap<String, String>,
     pub buffer_path: Option<String>,
     pub targets: Vec<RawTarget>,
@@ -173,7 +173,7 @@ pub struct RawCollector {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawTarget {
+pub(super) struct RawTarget {
     pub job: Option<String>,
     pub url: Option<String>,
     pub interval: Option<String>,
@@ -184,7 +184,7 @@ pub struct RawTarget {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawRemoteWrite {
+pub(super) struct RawRemoteWrite {
     pub name: Option<String>,
     pub url: Option<String>,
     pub timeout: Option<String>,

@@ -33,13 +33,13 @@ impl Rate {
     }
 }
 
-pub fn duration(s: &str) -> Result<Duration, String> {
+pub(super) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| {
         format!("expected a duration like \"30s\", \"10m\" or \"7d\", got {s:?} ({e})")
     })
 }
 
-pub fn byte_size(s: &str) -> Result<usize, String> {
+pub(super) fn byte_size(s: &str) -> Result<usize, String> {
     let size: bytesize::ByteSize = s
         .trim()
         .parse()
@@ -51,7 +51,7 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
 }
 
 /// This host's name, for `server.instance`; "amrelay" when it has none that fits.
-pub fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
@@ -60,14 +60,14 @@ pub fn hostname() -> String {
 }
 
 /// What an instance may be called: short, and safe in a log line and a label.
-pub fn instance_name(s: &str) -> bool {
+pub(super) fn instance_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 /// Reads a secret from `<base>_file` (trimmed) or `<base>_env` (an environment variable's name).
-pub fn secret(
+pub(super) fn secret(
     base: &str,
     file: Option<&str>,
     env: Option<&str>,
@@ -96,7 +96,7 @@ pub fn secret(
 }
 
 /// A name amrelay uses in keys, files and labels: letters, digits, '-', '_' or '.'.
-pub fn valid_name(n: &str) -> bool {
+pub(super) fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))

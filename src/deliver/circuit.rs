@@ -11,7 +11,7 @@ use tokio::time::{Duration, Instant};
 use crate::config::CircuitPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
+pub(super) enum CircuitState {
     Closed,
     Open,
     HalfOpen,
@@ -19,7 +19,7 @@ pub enum CircuitState {
 
 impl CircuitState {
     /// The value of `amrelay_channel_circuit_state`.
-    pub fn gauge(self) -> i64 {
+    pub(super) fn gauge(self) -> i64 {
         match self {
             CircuitState::Closed => 0,
             CircuitState::Open => 1,
@@ -30,7 +30,7 @@ impl CircuitState {
 
 /// What to do with the delivery at hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
+pub(super) enum Admit {
     Send,
     /// Send, as the one probe of a half-open circuit.
     Probe,
@@ -38,7 +38,7 @@ pub enum Admit {
     Divert,
 }
 
-pub struct Circuit {
+pub(super) struct Circuit {
     policy: CircuitPolicy,
     inner: Mutex<Inner>,
 }
@@ -53,14 +53,14 @@ struct Inner {
 }
 
 impl Circuit {
-    pub fn new(policy: CircuitPolicy) -> Self {
+    pub(super) fn new(policy: CircuitPolicy) -> Self {
         Circuit {
             policy,
             inner: Mutex::new(Inner::default()),
         }
     }
 
-    pub fn admit(&self, now: Instant) -> Admit {
+    pub(super) fn admit(&self, now: Instant) -> Admit {
         let mut c = self.lock();
         match c.open_until {
             None => Admit::Send,
@@ -76,7 +76,12 @@ impl Circuit {
     }
 
     /// Records an attempt's result; returns the new state when it changed.
-    pub fn record(&self, admitted: Admit, success: bool, now: Instant) -> Option<CircuitState> {
+    pub(super) fn record(
+        &self,
+        admitted: Admit,
+        success: bool,
+        now: Instant,
+    ) -> Option<CircuitState> {
         let mut c = self.lock();
         let before = state_of(&c, now, self.policy.open_for);
         if success {
@@ -95,11 +100,11 @@ impl Circuit {
     }
 
     #[cfg(test)]
-    pub fn state(&self, now: Instant) -> CircuitState {
+    pub(super) fn state(&self, now: Instant) -> CircuitState {
         state_of(&self.lock(), now, self.policy.open_for)
     }
 
-    pub fn failures(&self) -> u32 {
+    pub(super) fn failures(&self) -> u32 {
         self.lock().failures
     }
 

@@ -4,7 +4,7 @@
 
 mod circuit;
 mod ownership;
-pub mod retry;
+pub(crate) mod retry;
 mod worker;
 
 use std::collections::HashMap;
@@ -32,7 +32,7 @@ use worker::{Handoff, Job};
 const HELD_PER_SENDING: usize = 4;
 
 /// The running workers of one configuration.
-pub struct Deliverer {
+pub(crate) struct Deliverer {
     stop: CancellationToken,
     workers: Vec<JoinHandle<()>>,
     /// Keeps this instance's claims on its channels (`ownership`); told to give them up
@@ -44,7 +44,7 @@ pub struct Deliverer {
 
 /// Each worker's slots and hand-off queue, for ingest's fast path.
 #[derive(Clone, Default)]
-pub struct Lanes(Arc<HashMap<String, Lane>>);
+pub(crate) struct Lanes(Arc<HashMap<String, Lane>>);
 
 #[derive(Clone)]
 struct Lane {
@@ -61,12 +61,12 @@ struct Lane {
 
 /// Sending slots a fresh notification reserved before its commit, one per channel that
 /// had one free ([`Lanes::reserve`]).
-pub struct Reservation(Vec<Option<(OwnedSemaphorePermit, Epoch)>>);
+pub(crate) struct Reservation(Vec<Option<(OwnedSemaphorePermit, Epoch)>>);
 
 impl Reservation {
     /// Per channel: the owner's term under which the delivery may be stored in flight
     /// and handed over, if it may.
-    pub fn fast(&self) -> Vec<Option<Epoch>> {
+    pub(crate) fn fast(&self) -> Vec<Option<Epoch>> {
         self.0.iter().map(|r| r.as_ref().map(|(_, e)| *e)).collect()
     }
 }
@@ -74,7 +74,7 @@ impl Reservation {
 impl Lanes {
     /// A free slot on each channel's worker that has one now. A delivery with a slot
     /// skips the outbox's claim and the re-parse of its payload.
-    pub fn reserve(&self, channels: &[String]) -> Reservation {
+    pub(crate) fn reserve(&self, channels: &[String]) -> Reservation {
         Reservation(channels.iter().map(|c| self.try_reserve(c)).collect())
     }
 
@@ -91,7 +91,7 @@ impl Lanes {
     /// After the commit: gives each delivery the outbox stored in flight to its worker.
     /// Returns the deliveries (id, term) no worker took (it went away in a reload or shutdown): the caller
     /// must release them to pending.
-    pub fn hand_off(
+    pub(crate) fn hand_off(
         &self,
         reserved: Reservation,
         channels: &[String],
@@ -128,7 +128,7 @@ impl Lanes {
 impl Deliverer {
     /// Every channel's sink, built before any worker starts, so that a channel that
     /// cannot be built leaves the running configuration as it was.
-    pub fn build_sinks(settings: &Settings, ctx: &SinkContext) -> anyhow::Result<Vec<Sink>> {
+    pub(crate) fn build_sinks(settings: &Settings, ctx: &SinkContext) -> anyhow::Result<Vec<Sink>> {
         settings
             .channels
             .iter()
@@ -137,7 +137,7 @@ impl Deliverer {
     }
 
     /// One worker per channel; `sinks` from [`Deliverer::build_sinks`], in channel order.
-    pub fn start(
+    pub(crate) fn start(
         settings: &Settings,
         sinks: Vec<Sink>,
         outbox: &Outbox,
@@ -190,14 +190,14 @@ impl Deliverer {
         }
     }
 
-    pub fn lanes(&self) -> Lanes {
+    pub(crate) fn lanes(&self) -> Lanes {
         self.lanes.clone()
     }
 
     /// Stops claiming, lets attempts in flight finish within `grace`, then abandons the
     /// rest: they stay in flight in the store and are tried again at the next start.
     /// Returns true when workers had to be aborted (their rows are still in flight).
-    pub async fn shutdown(self, grace: Duration) -> bool {
+    pub(crate) async fn shutdown(self, grace: Duration) -> bool {
         self.stop.cancel();
         let aborts: Vec<_> = self.workers.iter().map(|w| w.abort_handle()).collect();
         let all = futures_join_all(self.workers);

@@ -9,7 +9,7 @@ use crate::net::Outcome;
 use crate::outbox::Completion;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Delivered,
     RetryIn(Duration),
     /// The delivery is over on this channel: fallback or dead letter.
@@ -20,7 +20,7 @@ pub enum Decision {
 
 /// `attempts` counts the attempt that just ended; `age` is the time since this
 /// delivery was enqueued on its channel.
-pub fn decide(
+pub(crate) fn decide(
     outcome: &Outcome,
     attempts: u32,
     age: Duration,
@@ -54,7 +54,7 @@ pub fn decide(
 
 /// What the outbox records after an attempt: `decision` (from [`decide`]) applied to the
 /// attempt's `outcome`, with the channel's `fallback`. Pure: `now` is passed in.
-pub fn completion(
+pub(crate) fn completion(
     decision: &Decision,
     outcome: &Outcome,
     fallback: Option<&str>,
@@ -85,7 +85,7 @@ pub fn completion(
 
 /// Exponential backoff with jitter for the retry after attempt `attempts` (1-based),
 /// between `min` and `max`. The metric collector's remote write uses it too.
-pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
+pub(crate) fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
     ExponentialBuilder::default()
         .with_min_delay(min)
         .with_max_delay(max)

@@ -34,7 +34,7 @@ const RECORD_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// One delivery the worker is about to attempt.
-pub struct Job {
+pub(super) struct Job {
     pub id: i64,
     /// The channel owner's term it was taken in flight under.
     pub epoch: Epoch,
@@ -47,12 +47,12 @@ pub struct Job {
 
 /// A fresh delivery handed over by ingest with a slot already reserved: it skips the
 /// claim round trip (the row was stored in flight) and the re-parse of its payload.
-pub struct Handoff {
+pub(super) struct Handoff {
     pub job: Job,
     pub permit: OwnedSemaphorePermit,
 }
 
-pub struct ChannelWorker {
+pub(super) struct ChannelWorker {
     name: String,
     sink: Sink,
     policy: DeliveryPolicy,
@@ -98,7 +98,7 @@ impl HotMetrics {
 }
 
 impl ChannelWorker {
-    pub fn new(
+    pub(super) fn new(
         c: &ChannelSettings,
         sink: Sink,
         outbox: Outbox,
@@ -134,7 +134,7 @@ impl ChannelWorker {
 
     /// `permits` bounds the deliveries the worker holds (sending, or waiting for one of
     /// its `concurrency` sending slots); ingest takes from it for hand-offs.
-    pub async fn run(
+    pub(super) async fn run(
         self: Arc<Self>,
         permits: Arc<Semaphore>,
         mut handoffs: mpsc::UnboundedReceiver<Handoff>,

@@ -10,19 +10,19 @@ use super::LabelSet;
 /// Whether an alert (or a whole notification) is firing or resolved.
 /// The receiver names of amrelay's own notifications start with this; ingest refuses
 /// them from outside (one could pose as a manual promotion and skip the quorum).
-pub const RESERVED_PREFIX: &str = "amrelay-";
+pub(crate) const RESERVED_PREFIX: &str = "amrelay-";
 /// The receiver of a manual promotion (`amrelay promote`).
-pub const ADMIN_RECEIVER: &str = "amrelay-admin";
+pub(crate) const ADMIN_RECEIVER: &str = "amrelay-admin";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Firing,
     Resolved,
 }
 
 impl Status {
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "firing" => Some(Status::Firing),
             "resolved" => Some(Status::Resolved),
@@ -30,7 +30,7 @@ impl Status {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Firing => "firing",
             Status::Resolved => "resolved",
@@ -46,22 +46,22 @@ impl fmt::Display for Status {
 
 /// Alertmanager's hash of an alert's label set (16 hex digits on the wire).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Fingerprint(String);
+pub(crate) struct Fingerprint(String);
 
 impl Fingerprint {
     /// Accepts any non-empty string of ASCII alphanumerics; Alertmanager sends 16 hex digits.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         (!s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
             .then(|| Fingerprint(s.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Alert {
+pub(crate) struct Alert {
     pub status: Status,
     pub labels: LabelSet,
     pub annotations: LabelSet,
@@ -74,7 +74,7 @@ pub struct Alert {
 
 /// One webhook from Alertmanager: an alert group as one receiver should see it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Notification {
+pub(crate) struct Notification {
     pub receiver: String,
     pub status: Status,
     pub alerts: Vec<Alert>,
@@ -88,7 +88,7 @@ pub struct Notification {
 }
 
 impl Notification {
-    pub fn alert_name(&self) -> &str {
+    pub(crate) fn alert_name(&self) -> &str {
         self.common_labels
             .get("alertname")
             .or_else(|| self.group_labels.get("alertname"))
@@ -96,12 +96,12 @@ impl Notification {
             .unwrap_or("(no alertname)")
     }
 
-    pub fn count(&self, status: Status) -> usize {
+    pub(crate) fn count(&self, status: Status) -> usize {
         self.alerts.iter().filter(|a| a.status == status).count()
     }
 
     /// Alertmanager's own title shape: `[FIRING:2] PrimaryDown`.
-    pub fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         let n = match self.status {
             Status::Firing => self.count(Status::Firing),
             Status::Resolved => self.alerts.len(),
@@ -119,7 +119,7 @@ impl Notification {
     /// promotion outcome, a manual promotion. The group labels are the `group` names of
     /// `labels`; the fingerprint comes from the group key, so the same key and start make
     /// the same notification (and the same dedup key).
-    pub fn made_here(
+    pub(crate) fn made_here(
         receiver: &str,
         group_key: String,
         group: &[&str],
@@ -158,7 +158,7 @@ impl Notification {
     }
 
     /// When the group started firing: its earliest firing alert's `startsAt`.
-    pub fn firing_since(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn firing_since(&self) -> Option<DateTime<Utc>> {
         self.alerts
             .iter()
             .filter(|a| a.status == Status::Firing)
@@ -167,7 +167,7 @@ impl Notification {
     }
 
     /// A common annotation, else the first alert's.
-    pub fn annotation(&self, name: &str) -> Option<&str> {
+    pub(crate) fn annotation(&self, name: &str) -> Option<&str> {
         self.common_annotations
             .get(name)
             .or_else(|| self.alerts.iter().find_map(|a| a.annotations.get(name)))

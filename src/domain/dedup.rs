@@ -12,10 +12,10 @@ use sha2::{Digest, Sha256};
 use crate::domain::Notification;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DedupKey(String);
+pub(crate) struct DedupKey(String);
 
 impl DedupKey {
-    pub fn of(n: &Notification) -> Self {
+    pub(crate) fn of(n: &Notification) -> Self {
         use std::fmt::Write;
         // Each alert as `fingerprint 0x1f status 0x1f startsAt-in-ns`, sorted as strings;
         // all in one buffer. Stores hold keys made this way: it must not change.
@@ -45,13 +45,13 @@ impl DedupKey {
         DedupKey(to_hex(&h.finalize()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// A key as the store keeps it.
     #[cfg(test)]
-    pub fn from_stored(key: String) -> Self {
+    pub(crate) fn from_stored(key: String) -> Self {
         DedupKey(key)
     }
 }
@@ -67,7 +67,7 @@ fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// A notification is a duplicate when its key was first accepted less than `window` ago.
-pub fn is_duplicate(first_accepted_ms: Option<i64>, now_ms: i64, window: Duration) -> bool {
+pub(crate) fn is_duplicate(first_accepted_ms: Option<i64>, now_ms: i64, window: Duration) -> bool {
     first_accepted_ms.is_some_and(|t| now_ms.saturating_sub(t) < window.as_millis() as i64)
 }
 

@@ -7,7 +7,7 @@ use regex::Regex;
 use super::LabelSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchOp {
+pub(crate) enum MatchOp {
     Equal,
     NotEqual,
     Regex,

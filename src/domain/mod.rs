@@ -1,15 +1,15 @@
 //! The alert vocabulary every stage shares: parsed values, never raw wire strings.
 
 mod alert;
-pub mod dedup;
+pub(crate) mod dedup;
 mod labels;
 mod matcher;
-pub mod promotion;
-pub mod signature;
-pub mod time;
-pub mod wire;
+pub(crate) mod promotion;
+pub(crate) mod signature;
+pub(crate) mod time;
+pub(crate) mod wire;
 
-pub use alert::{Alert, Fingerprint, Notification, Status, ADMIN_RECEIVER, RESERVED_PREFIX};
-pub use dedup::DedupKey;
-pub use labels::LabelSet;
-pub use matcher::{MatchOp, Matcher, MatcherError};
+pub(crate) use alert::{Alert, Fingerprint, Notification, Status, ADMIN_RECEIVER, RESERVED_PREFIX};
+pub(crate) use dedup::DedupKey;
+pub(crate) use labels::LabelSet;
+pub(crate) use matcher::Matcher;

@@ -7,20 +7,20 @@
 use serde::{Deserialize, Serialize};
 
 /// The `schema` field of every request and answer.
-pub const SCHEMA: &str = "amrelay.promotion.v1";
+pub(crate) const SCHEMA: &str = "amrelay.promotion.v1";
 /// `POST`: ask for a promotion.
-pub const PROMOTE_PATH: &str = "/v1/promote";
+pub(crate) const PROMOTE_PATH: &str = "/v1/promote";
 /// `GET`: the endpoint's epoch, state and last run.
-pub const STATUS_PATH: &str = "/v1/promotion";
+pub(crate) const STATUS_PATH: &str = "/v1/promotion";
 
 /// The incident key: `<target>/<epoch>`.
-pub fn incident_key(target: &str, epoch: u64) -> String {
+pub(crate) fn incident_key(target: &str, epoch: u64) -> String {
     format!("{target}/{epoch}")
 }
 
 /// The body of `POST /v1/promote`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PromoteRequest {
+pub(crate) struct PromoteRequest {
     pub schema: String,
     /// `<target>/<epoch>`, the same on every retry of one incident.
     pub key: String,
@@ -35,7 +35,7 @@ pub struct PromoteRequest {
 }
 
 impl PromoteRequest {
-    pub fn new(target: &str, epoch: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(target: &str, epoch: u64, reason: impl Into<String>) -> Self {
         PromoteRequest {
             schema: SCHEMA.to_owned(),
             key: incident_key(target, epoch),
@@ -49,7 +49,7 @@ impl PromoteRequest {
 
     /// Reads a request body. Fields this version does not know are ignored (a newer
     /// caller may add some); a missing or mistyped field is named in the error.
-    pub fn parse(body: &[u8]) -> Result<Self, String> {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, String> {
         let v: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
         let obj = v
@@ -136,7 +136,7 @@ impl std::fmt::Display for PromotionState {
 /// The `result` of a `POST /v1/promote` answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// 200: the command exited 0.
     Promoted,
     /// 202: the run is going; ask again with the same key after `Retry-After`.
@@ -152,7 +152,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 6] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [Verdict; 6] = [
         Verdict::Promoted,
         Verdict::Running,
         Verdict::Retry,
@@ -161,7 +162,7 @@ impl Verdict {
         Verdict::Verified,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Promoted => "promoted",
             Verdict::Running => "running",
@@ -173,7 +174,7 @@ impl Verdict {
     }
 
     /// The HTTP status the endpoint answers with.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             Verdict::Promoted | Verdict::Verified => 200,
             Verdict::Running => 202,
@@ -230,7 +231,7 @@ pub struct PromotionStatus {
 
 /// The body of every `POST /v1/promote` answer but 400 and 401: the status plus `result`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
+pub(crate) struct Answer {
     #[serde(flatten)]
     pub status: PromotionStatus,
     pub result: Verdict,
@@ -238,7 +239,7 @@ pub struct Answer {
 
 /// The body of a 400 or 401 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub error: String,
 }
 

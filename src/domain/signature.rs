@@ -8,12 +8,12 @@ use sha2::Sha256;
 
 /// The HMAC key. A `whsec_`-prefixed secret is base64 after the prefix, as the spec's
 /// libraries expect; any other secret is used as its bytes.
-pub struct SigningKey(SecretSlice<u8>);
+pub(crate) struct SigningKey(SecretSlice<u8>);
 
 impl SigningKey {
     /// Refuses a `whsec_` secret whose rest is not base64: receivers using the Standard
     /// Webhooks libraries would reject every signature made with it.
-    pub fn parse(secret: &SecretString) -> Result<Self, String> {
+    pub(crate) fn parse(secret: &SecretString) -> Result<Self, String> {
         let s = secret.expose_secret();
         let bytes = match s.strip_prefix("whsec_") {
             Some(b64) => STANDARD.decode(b64).map_err(|_| {
@@ -25,7 +25,7 @@ impl SigningKey {
     }
 
     /// For a secret that config loading already checked with `parse`.
-    pub fn from_secret(secret: &SecretString) -> Self {
+    pub(crate) fn from_secret(secret: &SecretString) -> Self {
         Self::parse(secret).unwrap_or_else(|_| {
             SigningKey(SecretSlice::from(
                 secret.expose_secret().as_bytes().to_vec(),
@@ -34,14 +34,20 @@ impl SigningKey {
     }
 }
 
-pub fn sign(key: &SigningKey, id: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn sign(key: &SigningKey, id: &str, timestamp: i64, body: &[u8]) -> String {
     let tag = mac(key, id, timestamp, body).finalize().into_bytes();
     format!("v1,{}", STANDARD.encode(tag))
 }
 
 /// Checks a `webhook-signature` header: space-separated `v1,<base64>` entries (several
 /// during a key rotation), one match is enough. Compared in constant time.
-pub fn verify(key: &SigningKey, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+pub(crate) fn verify(
+    key: &SigningKey,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+) -> bool {
     let expected = mac(key, id, timestamp, body);
     let mut matched = false;
     for entry in header.split_ascii_whitespace() {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Now, in milliseconds since the Unix epoch: how every stored time is kept.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -13,13 +13,13 @@ pub fn now_ms() -> i64 {
 
 /// RFC 3339 in UTC with milliseconds (`2026-11-26T23:06:01.123Z`), for JSON and the CLI.
 /// None for a time chrono cannot represent.
-pub fn rfc3339(ms: i64) -> Option<String> {
+pub(crate) fn rfc3339(ms: i64) -> Option<String> {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 /// `2026-11-26 23:06:01 UTC`, for messages people read.
-pub fn human(ms: i64) -> String {
+pub(crate) fn human(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default()

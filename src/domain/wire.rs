@@ -55,7 +55,7 @@ struct WireAlert<'a> {
 
 /// Why a body is not a notification; the message is sent back with the 400.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum PayloadError {
+pub(crate) enum PayloadError {
     #[error("body is not a valid Alertmanager webhook payload: {0}")]
     Json(String),
     #[error("unsupported payload version {0:?}: amrelay reads Alertmanager webhook version \"4\"")]
@@ -71,7 +71,7 @@ fn field(field: impl Into<String>, msg: impl Into<String>) -> PayloadError {
     }
 }
 
-pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+pub(crate) fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
     let wire: WireMessage =
         serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
     if wire.version != "4" {
@@ -113,7 +113,7 @@ pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
 
 /// A notification amrelay made itself, in the same wire format, so that it is stored and
 /// read back exactly like one Alertmanager sent.
-pub fn encode(n: &Notification) -> String {
+pub(crate) fn encode(n: &Notification) -> String {
     let alerts: Vec<serde_json::Value> = n
         .alerts
         .iter()
@@ -174,7 +174,7 @@ fn alert(i: usize, a: WireAlert) -> Result<Alert, PayloadError> {
 
 /// A captured Alertmanager body from `tests/fixtures/alertmanager/`, for unit tests.
 #[cfg(test)]
-pub fn fixture_bytes(name: &str) -> Vec<u8> {
+pub(crate) fn fixture_bytes(name: &str) -> Vec<u8> {
     let path = format!(
         "{}/tests/fixtures/alertmanager/{name}.raw.json",
         env!("CARGO_MANIFEST_DIR")
@@ -184,7 +184,7 @@ pub fn fixture_bytes(name: &str) -> Vec<u8> {
 
 /// The same, parsed.
 #[cfg(test)]
-pub fn fixture(name: &str) -> Notification {
+pub(crate) fn fixture(name: &str) -> Notification {
     parse(&fixture_bytes(name)).unwrap()
 }
 

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::HttpAuth;
 
-pub fn check(auth: Option<&HttpAuth>, headers: &HeaderMap) -> bool {
+pub(crate) fn check(auth: Option<&HttpAuth>, headers: &HeaderMap) -> bool {
     let Some(auth) = auth else { return true };
     let Some(value) = headers
         .get(http::header::AUTHORIZATION)

@@ -1,7 +1,7 @@
 //! The HTTP front: `POST /webhook/alertmanager`, `/metrics`, `/healthz`, `/readyz`.
 //! A webhook is answered 200 only after its deliveries are committed to the outbox.
 
-pub mod auth;
+pub(crate) mod auth;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -24,14 +24,14 @@ use crate::outbox::{stored, Completion, Enqueued, Epoch, NewNotification, Outbox
 use crate::pipeline::{Holds, Routes};
 use crate::telemetry::Metrics;
 
-pub const WEBHOOK_PATH: &str = "/webhook/alertmanager";
+pub(crate) const WEBHOOK_PATH: &str = "/webhook/alertmanager";
 
 /// Webhooks handled at once; past this amrelay answers 503 at once (Alertmanager
 /// retries) instead of holding memory for a queue it cannot drain.
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// The parts of the configuration a reload may change.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     pub auth: Option<HttpAuth>,
     pub routes: Routes,
     pub max_body: usize,
@@ -40,7 +40,7 @@ pub struct Pipeline {
     pub lanes: Lanes,
 }
 
-pub struct AppState {
+pub(crate) struct AppState {
     pub pipeline: RwLock<Arc<Pipeline>>,
     pub in_flight: Semaphore,
     /// Refusals come in floods; one log line per interval says how many were not logged.
@@ -50,7 +50,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pipeline: Pipeline, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(pipeline: Pipeline, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
         AppState {
             pipeline: RwLock::new(Arc::new(pipeline)),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
@@ -67,12 +67,12 @@ impl AppState {
             .clone()
     }
 
-    pub fn replace_pipeline(&self, p: Pipeline) {
+    pub(crate) fn replace_pipeline(&self, p: Pipeline) {
         *self.pipeline.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(WEBHOOK_PATH, post(alertmanager))
         .route("/metrics", get(metrics))

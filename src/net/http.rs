@@ -10,7 +10,7 @@ use super::Outcome;
 /// Longest piece of an answer body kept for logs and `last_error`.
 const SNIPPET: usize = 300;
 
-pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+pub(crate) fn classify_status(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
     if status.is_success() {
         return Outcome::Delivered;
     }
@@ -31,7 +31,7 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &str) -> O
 }
 
 /// A transport error: the request may or may not have arrived, so it is retried.
-pub fn classify_error(e: &reqwest::Error) -> Outcome {
+pub(crate) fn classify_error(e: &reqwest::Error) -> Outcome {
     let reason = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -43,7 +43,7 @@ pub fn classify_error(e: &reqwest::Error) -> Outcome {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -57,7 +57,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// `X-RateLimit-Reset`, which APIs without `Retry-After` send with a 429 (SendGrid,
 /// GitHub): a Unix time in seconds, or, when it is too small to be one, seconds from now.
-pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let v: i64 = headers
         .get("x-ratelimit-reset")?
         .to_str()
@@ -79,7 +79,7 @@ pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The same outcome with a better description (a vendor's own error message).
-pub fn with_detail(outcome: Outcome, detail: String) -> Outcome {
+pub(crate) fn with_detail(outcome: Outcome, detail: String) -> Outcome {
     match outcome {
         Outcome::Delivered => Outcome::Delivered,
         Outcome::Retryable {
@@ -99,14 +99,14 @@ pub fn with_detail(outcome: Outcome, detail: String) -> Outcome {
 }
 
 /// `base` + `path`, keeping any path `base` has (`http://host/prefix` + `v3/x`).
-pub fn join(base: &reqwest::Url, path: &str) -> reqwest::Url {
+pub(crate) fn join(base: &reqwest::Url, path: &str) -> reqwest::Url {
     let mut url = base.clone();
     let joined = format!("{}/{}", base.path().trim_end_matches('/'), path);
     url.set_path(&joined);
     url
 }
 
-pub fn snippet(body: &str) -> String {
+pub(crate) fn snippet(body: &str) -> String {
     let body = body.trim();
     match body.char_indices().nth(SNIPPET) {
         Some((i, _)) => format!("{}...", &body[..i]),
@@ -114,7 +114,7 @@ pub fn snippet(body: &str) -> String {
     }
 }
 
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

@@ -2,7 +2,7 @@
 //! ([`Outcome`]), the status table every HTTP caller shares ([`http`]), and the one HTTP
 //! client they all use.
 
-pub mod http;
+pub(crate) mod http;
 
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ impl Outcome {
 /// The HTTP client every sink and the collector share: rustls, pooled connections, no
 /// redirects. Err only when the TLS backend cannot start: then start-up stops, since a
 /// default client would follow redirects and have no timeouts.
-pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .user_agent(concat!("amrelay/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))

@@ -10,7 +10,7 @@ impl Outbox {
     /// Stores `n` for `channels` and returns the delivery ids; `Ok(None)` when the same
     /// notification was stored within the dedup window already (a retried attempt that
     /// produced it again).
-    pub async fn enqueue_made_here(
+    pub(crate) async fn enqueue_made_here(
         &self,
         n: &Notification,
         channels: &[String],

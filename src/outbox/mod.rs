@@ -11,20 +11,18 @@
 mod made_here;
 mod postgres;
 mod sqlite;
-pub mod stored;
+pub(crate) mod stored;
 mod types;
-
-use std::path::Path;
 
 use tokio::sync::watch;
 
 use crate::config::{StorageBackend, StorageSettings};
 
-pub use types::*;
+pub(crate) use types::*;
 
 /// Who opens the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// `amrelay serve`: creates the store when missing and owns the deliveries in it.
     Serve,
     /// A command (`amrelay dead-letters`): opens only a store that exists, and leaves
@@ -34,7 +32,7 @@ pub enum Access {
 
 /// A cheap, cloneable handle to the outbox.
 #[derive(Clone)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     backend: Backend,
 }
 
@@ -46,7 +44,7 @@ enum Backend {
 
 /// What a store said about itself when it opened, for logs and `check-config`.
 #[derive(Debug, Clone)]
-pub struct Opened {
+pub(crate) struct Opened {
     pub backend: &'static str,
     pub schema_version: i64,
 }
@@ -54,7 +52,7 @@ pub struct Opened {
 impl Outbox {
     /// Opens the store `[storage]` names: creates or migrates its schema (`Access::Serve`
     /// only creates a SQLite store), and for a server, takes the store's work up.
-    pub async fn open(
+    pub(crate) async fn open(
         storage: &StorageSettings,
         instance: &str,
         limits: Limits,
@@ -85,7 +83,7 @@ impl Outbox {
 
     /// What `check-config` says of the store: for a database, that it answers and which
     /// schema it holds. Changes nothing.
-    pub async fn check(storage: &StorageSettings) -> Result<String, StoreError> {
+    pub(crate) async fn check(storage: &StorageSettings) -> Result<String, StoreError> {
         match &storage.backend {
             StorageBackend::Sqlite => Ok(format!("SQLite store under {}", storage.path.display())),
             StorageBackend::Postgres(pg) => {
@@ -102,16 +100,9 @@ impl Outbox {
         }
     }
 
-    /// Opens the SQLite store under `dir` (tests and tools that have no settings).
-    pub fn open_sqlite(dir: &Path, limits: Limits, access: Access) -> Result<Outbox, StoreError> {
-        Ok(Outbox {
-            backend: Backend::Sqlite(sqlite::Sqlite::open(dir, limits, access)?),
-        })
-    }
-
     /// The shared database, for the state that must live beside the outbox (the failover
     /// caller's); None for the SQLite store.
-    pub fn database(&self) -> Option<deadpool_postgres::Pool> {
+    pub(crate) fn database(&self) -> Option<deadpool_postgres::Pool> {
         match &self.backend {
             Backend::Sqlite(_) => None,
             Backend::Postgres(p) => Some(p.pool()),
@@ -119,7 +110,7 @@ impl Outbox {
     }
 
     /// Bumped after every commit that made deliveries due now; workers watch it.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         match &self.backend {
             Backend::Sqlite(s) => s.subscribe(),
             Backend::Postgres(p) => p.subscribe(),
@@ -128,7 +119,7 @@ impl Outbox {
 
     /// Stores a notification for its channels, unless its key was accepted within the
     /// dedup window or the outbox is full. Committed durably before it returns.
-    pub async fn enqueue(&self, new: NewNotification) -> Result<Enqueued, StoreError> {
+    pub(crate) async fn enqueue(&self, new: NewNotification) -> Result<Enqueued, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.enqueue(new).await,
             Backend::Postgres(p) => p.enqueue(new).await,
@@ -138,7 +129,7 @@ impl Outbox {
     /// Up to `limit` due deliveries of `channel`, oldest first, now in flight under
     /// `epoch` (the caller's term as the channel's owner); never one whose group has an
     /// earlier delivery still open on the channel. None once the term has ended.
-    pub async fn claim(
+    pub(crate) async fn claim(
         &self,
         channel: &str,
         epoch: Epoch,
@@ -152,7 +143,7 @@ impl Outbox {
 
     /// Records what came of a delivery taken in flight under `epoch`. Nothing changes
     /// when the channel has had a new owner since: that owner has the delivery now.
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         id: i64,
         epoch: Epoch,
@@ -168,7 +159,7 @@ impl Outbox {
     /// How long a channel's owner keeps it without renewing: Some for a store that
     /// several instances share, None when this process has the store to itself (then it
     /// owns every channel, for good, under epoch 0).
-    pub fn lease(&self) -> Option<std::time::Duration> {
+    pub(crate) fn lease(&self) -> Option<std::time::Duration> {
         match &self.backend {
             Backend::Sqlite(_) => None,
             Backend::Postgres(p) => Some(p.lease()),
@@ -178,7 +169,7 @@ impl Outbox {
     /// Takes `channel` for this instance if nobody holds it (its owner's lease lapsed):
     /// the new term's epoch, after the deliveries left in flight under earlier terms went
     /// back to pending. None when another instance holds it.
-    pub async fn acquire(&self, channel: &str) -> Result<Option<Epoch>, StoreError> {
+    pub(crate) async fn acquire(&self, channel: &str) -> Result<Option<Epoch>, StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(Some(0)),
             Backend::Postgres(p) => p.acquire(channel).await,
@@ -186,7 +177,7 @@ impl Outbox {
     }
 
     /// Extends this instance's term on `channel`; false when it has ended.
-    pub async fn renew(&self, channel: &str, epoch: Epoch) -> Result<bool, StoreError> {
+    pub(crate) async fn renew(&self, channel: &str, epoch: Epoch) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(true),
             Backend::Postgres(p) => p.renew(channel, epoch).await,
@@ -195,14 +186,14 @@ impl Outbox {
 
     /// Gives up every channel this instance owns (stopping, or reloading), so that the
     /// next owner need not wait for the leases to lapse.
-    pub async fn release_channels(&self) -> Result<(), StoreError> {
+    pub(crate) async fn release_channels(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(()),
             Backend::Postgres(p) => p.release_channels().await,
         }
     }
 
-    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    pub(crate) async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.dead_letters(limit).await,
             Backend::Postgres(p) => p.dead_letters(limit).await,
@@ -210,7 +201,7 @@ impl Outbox {
     }
 
     /// Dead letters back to pending, their attempts and `max_age` started afresh.
-    pub async fn requeue(&self, which: Requeue) -> Result<Requeued, StoreError> {
+    pub(crate) async fn requeue(&self, which: Requeue) -> Result<Requeued, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.requeue(which).await,
             Backend::Postgres(p) => p.requeue(which).await,
@@ -218,7 +209,7 @@ impl Outbox {
     }
 
     /// Queue depth and oldest row per channel, and dead letters.
-    pub async fn stats(&self) -> Result<Stats, StoreError> {
+    pub(crate) async fn stats(&self) -> Result<Stats, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.stats().await,
             Backend::Postgres(p) => p.stats().await,
@@ -227,7 +218,7 @@ impl Outbox {
 
     /// Recounts the undelivered rows that `max_pending` is checked against (another
     /// process may have requeued some).
-    pub async fn count_open(&self) -> Result<usize, StoreError> {
+    pub(crate) async fn count_open(&self) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.count_open().await,
             Backend::Postgres(p) => p.count_open().await,
@@ -235,7 +226,7 @@ impl Outbox {
     }
 
     /// After workers were aborted: their rows in flight go back to pending.
-    pub async fn recover_inflight(&self) -> Result<usize, StoreError> {
+    pub(crate) async fn recover_inflight(&self) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.recover_inflight().await,
             // The rows stay with this instance's terms; the next term on each channel
@@ -245,7 +236,7 @@ impl Outbox {
     }
 
     /// Proves the store takes a write.
-    pub async fn probe(&self) -> Result<(), StoreError> {
+    pub(crate) async fn probe(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.probe().await,
             Backend::Postgres(p) => p.probe().await,
@@ -253,7 +244,7 @@ impl Outbox {
     }
 
     /// Deletes finished deliveries past the retention and dedup keys past the window.
-    pub async fn prune(&self) -> Result<usize, StoreError> {
+    pub(crate) async fn prune(&self) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.prune().await,
             Backend::Postgres(p) => p.prune().await,

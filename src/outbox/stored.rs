@@ -12,20 +12,20 @@ use crate::domain::wire;
 use crate::domain::Notification;
 
 /// The format of the rows this version writes.
-pub const FORMAT: i64 = 2;
+pub(crate) const FORMAT: i64 = 2;
 
 /// No body amrelay accepts comes near this; a larger length in a stored row means it is
 /// damaged, and reading it must not allocate that much.
 const MAX_BODY: usize = 256 * 1024 * 1024;
 
 /// The stored form (`FORMAT`) of a webhook body as received.
-pub fn encode(body: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn encode(body: &[u8]) -> Result<Vec<u8>, String> {
     snap::raw::Encoder::new()
         .compress_vec(body)
         .map_err(|e| format!("cannot compress the body for the store: {e}"))
 }
 
-pub fn parse(format: i64, payload: &[u8]) -> Result<Notification, String> {
+pub(crate) fn parse(format: i64, payload: &[u8]) -> Result<Notification, String> {
     match format {
         1 => wire::parse(payload).map_err(|e| e.to_string()),
         2 => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::domain::DedupKey;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database: {0}")]
@@ -36,7 +36,7 @@ impl StoreError {
     }
 
     /// True when the disk is full: the caller answers 503 and Alertmanager retries.
-    pub fn is_disk_full(&self) -> bool {
+    pub(crate) fn is_disk_full(&self) -> bool {
         match self {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
                 e.code == rusqlite::ErrorCode::DiskFull
@@ -51,10 +51,10 @@ impl StoreError {
 /// a lease in a shared store); each new term has a higher epoch, and a delivery taken in
 /// flight under one term is completed only under it. The SQLite store, with one process,
 /// has a single term, 0.
-pub type Epoch = i64;
+pub(crate) type Epoch = i64;
 
 #[derive(Debug)]
-pub struct NewNotification {
+pub(crate) struct NewNotification {
     pub key: DedupKey,
     pub group_key: String,
     pub received_at: i64,
@@ -73,7 +73,7 @@ pub struct NewNotification {
 
 /// What a channel asks of a delivery before its first attempt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Hold {
+pub(crate) struct Hold {
     /// Not attempted before this time (ms since the epoch); 0 for at once.
     pub not_before: i64,
     /// Cancel the group's deliveries on this channel that were never attempted.
@@ -82,14 +82,14 @@ pub struct Hold {
 
 /// One stored delivery of an accepted notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub id: i64,
     /// Stored in flight, for the caller to hand to the worker.
     pub handed_off: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Enqueued {
+pub(crate) enum Enqueued {
     Accepted {
         /// In the order of `NewNotification::channels`.
         deliveries: Vec<Stored>,
@@ -103,12 +103,10 @@ pub enum Enqueued {
 }
 
 #[derive(Debug)]
-pub struct Claimed {
+pub(crate) struct Claimed {
     pub id: i64,
     /// The term under which it was claimed, for [`crate::outbox::Outbox::complete`].
     pub epoch: Epoch,
-    pub channel: String,
-    pub notification_id: i64,
     /// Attempts including this one.
     pub attempts: u32,
     pub created_at: i64,
@@ -118,14 +116,14 @@ pub struct Claimed {
 }
 
 #[derive(Debug)]
-pub struct Claim {
+pub(crate) struct Claim {
     pub deliveries: Vec<Claimed>,
     /// When the channel's next pending delivery is due, if it has one.
     pub next_due_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Completion {
+pub(crate) enum Completion {
     Delivered,
     RetryAt {
         at: i64,
@@ -143,13 +141,13 @@ pub enum Completion {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Requeue {
+pub(crate) enum Requeue {
     All,
     Ids(Vec<i64>),
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub channels: Vec<ChannelStats>,
     pub dead: u64,
     /// In a shared store, which instance delivers each channel now (channel, instance);
@@ -158,14 +156,14 @@ pub struct Stats {
 }
 
 #[derive(Debug, Clone)]
-pub struct ChannelStats {
+pub(crate) struct ChannelStats {
     pub channel: String,
     pub open: u64,
     pub oldest_created_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     pub id: i64,
     pub channel: String,
     pub attempts: u32,
@@ -178,7 +176,7 @@ pub struct DeadLetter {
 
 /// What a requeue did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Requeued {
+pub(crate) struct Requeued {
     pub count: usize,
     /// Asked-for ids that are not dead letters (never were, or no longer are).
     pub not_dead: Vec<i64>,
@@ -186,14 +184,14 @@ pub struct Requeued {
 
 /// What the writer needs to know to accept or refuse.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_pending: u64,
     pub dedup_window: Duration,
     pub retention: Duration,
 }
 
 impl Limits {
-    pub fn of(s: &crate::config::Settings) -> Self {
+    pub(crate) fn of(s: &crate::config::Settings) -> Self {
         Limits {
             max_pending: s.storage.max_pending,
             dedup_window: s.dedup_window,

@@ -11,10 +11,10 @@ use crate::domain::{Notification, Status};
 use crate::outbox::Hold;
 
 #[derive(Debug, Clone, Default)]
-pub struct Holds(HashMap<String, Duration>);
+pub(crate) struct Holds(HashMap<String, Duration>);
 
 impl Holds {
-    pub fn new(s: &Settings) -> Self {
+    pub(crate) fn new(s: &Settings) -> Self {
         Holds(
             s.promotion_channels()
                 .map(|(name, p)| (name.to_owned(), p.min_firing))
@@ -23,7 +23,7 @@ impl Holds {
     }
 
     /// One hold per channel, in the order given.
-    pub fn plan(&self, n: &Notification, channels: &[String]) -> Vec<Hold> {
+    pub(crate) fn plan(&self, n: &Notification, channels: &[String]) -> Vec<Hold> {
         channels
             .iter()
             .map(|c| match self.0.get(c) {

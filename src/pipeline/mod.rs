@@ -3,8 +3,8 @@
 //! Which notifications are the same is the notification's own key (`domain::dedup`); the
 //! outbox decides a duplicate in the transaction that would store it.
 
-pub mod hold;
-pub mod route;
+pub(crate) mod hold;
+pub(crate) mod route;
 
-pub use hold::Holds;
-pub use route::Routes;
+pub(crate) use hold::Holds;
+pub(crate) use route::Routes;

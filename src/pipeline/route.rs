@@ -5,21 +5,21 @@ use crate::config::RouteSettings;
 use crate::domain::Notification;
 
 /// The pseudo-label that carries Alertmanager's receiver name into the matchers.
-pub const RECEIVER_LABEL: &str = "receiver";
+pub(crate) const RECEIVER_LABEL: &str = "receiver";
 
 #[derive(Debug, Clone)]
-pub struct Routes {
+pub(crate) struct Routes {
     routes: Vec<RouteSettings>,
 }
 
 impl Routes {
-    pub fn new(routes: Vec<RouteSettings>) -> Self {
+    pub(crate) fn new(routes: Vec<RouteSettings>) -> Self {
         Routes { routes }
     }
 
     /// The channels for `n`, each once, in route order. Never empty when the last route
     /// is a catch-all, which config loading guarantees.
-    pub fn route(&self, n: &Notification) -> Vec<String> {
+    pub(crate) fn route(&self, n: &Notification) -> Vec<String> {
         // The receiver pseudo-label wins over a common label of the same name.
         let value = |name: &str| match name {
             RECEIVER_LABEL => Some(n.receiver.as_str()),

@@ -6,5 +6,5 @@
 //! - [`endpoint`]: the backup's side, which runs the promotion command at most once per
 //!   incident.
 
-pub mod caller;
-pub mod endpoint;
+pub(crate) mod caller;
+pub(crate) mod endpoint;

@@ -3,7 +3,7 @@
 use crate::domain::Notification;
 
 /// Alertmanager UI's "new silence" page, pre-filled with the common labels.
-pub fn silence_url(n: &Notification) -> Option<String> {
+pub(crate) fn silence_url(n: &Notification) -> Option<String> {
     let base = n.external_url.trim_end_matches('/');
     if base.is_empty() || n.common_labels.is_empty() {
         return None;
@@ -26,7 +26,7 @@ pub fn silence_url(n: &Notification) -> Option<String> {
 }
 
 /// A URL fit to put in a message: http(s) only, without spaces or control characters.
-pub fn web_url(url: &str) -> Option<&str> {
+pub(crate) fn web_url(url: &str) -> Option<&str> {
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     ok.then_some(url)

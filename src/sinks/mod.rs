@@ -1,13 +1,13 @@
 //! Where deliveries go. A sink builds and sends one request and says what came of it;
 //! it never sleeps or retries: the worker (`deliver`) alone decides when to try again.
 
-pub mod console;
-pub mod email;
-pub mod links;
-pub mod promotion;
-pub mod send_test;
-pub mod slack;
-pub mod webhook;
+pub(crate) mod console;
+pub(crate) mod email;
+pub(crate) mod links;
+pub(crate) mod promotion;
+pub(crate) mod send_test;
+pub(crate) mod slack;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use crate::domain::Notification;
 use crate::net::Outcome;
 
 /// One attempt's context.
-pub struct Delivery<'a> {
+pub(crate) struct Delivery<'a> {
     pub id: i64,
     pub attempt: u32,
     /// When the webhook was received (ms since the epoch); with `id`, unique for ever.
@@ -26,7 +26,7 @@ pub struct Delivery<'a> {
     pub test: bool,
 }
 
-pub enum Sink {
+pub(crate) enum Sink {
     Console(console::ConsoleSink),
     Slack(slack::SlackSink),
     Webhook(webhook::WebhookSink),
@@ -37,14 +37,14 @@ pub enum Sink {
 /// What sinks share: the HTTP client, and for promotion channels failover's caller
 /// (absent for `send-test`).
 #[derive(Clone)]
-pub struct SinkContext {
+pub(crate) struct SinkContext {
     pub client: reqwest::Client,
     pub promotion: Option<Arc<dyn promotion::Caller>>,
 }
 
 impl Sink {
     /// Err says what in the channel's settings could not be built.
-    pub fn build(channel: &ChannelSettings, ctx: &SinkContext) -> Result<Sink, String> {
+    pub(crate) fn build(channel: &ChannelSettings, ctx: &SinkContext) -> Result<Sink, String> {
         let client = &ctx.client;
         Ok(match &channel.kind {
             ChannelKind::Console => Sink::Console(console::ConsoleSink),
@@ -75,7 +75,7 @@ impl Sink {
         })
     }
 
-    pub async fn send(&self, d: &Delivery<'_>) -> Outcome {
+    pub(crate) async fn send(&self, d: &Delivery<'_>) -> Outcome {
         match self {
             Sink::Console(s) => s.send(d),
             Sink::Slack(s) => s.send(d).await,

@@ -11,7 +11,7 @@ use super::{Delivery, Sink, SinkContext};
 use crate::net::Outcome;
 
 /// A firing notification that says, in its labels and summary, that it is a test.
-pub fn notification(channel: &str) -> Notification {
+pub(crate) fn notification(channel: &str) -> Notification {
     let labels: LabelSet = BTreeMap::from([
         ("alertname".to_owned(), "AmrelaySendTest".to_owned()),
         ("severity".to_owned(), "info".to_owned()),
@@ -34,7 +34,7 @@ pub fn notification(channel: &str) -> Notification {
 }
 
 /// One attempt, no retry: the answer is what the operator wants to see.
-pub async fn send(channel: &ChannelSettings) -> Outcome {
+pub(crate) async fn send(channel: &ChannelSettings) -> Outcome {
     let client = match crate::net::client() {
         Ok(c) => c,
         Err(e) => {

@@ -52,7 +52,7 @@ pub struct TargetEventLabels {
 }
 
 /// What a promotion channel did with a firing or resolved alert, initialised at zero.
-pub const PROMOTION_EVENTS: &[&str] = &[
+pub(crate) const PROMOTION_EVENTS: &[&str] = &[
     "requested",
     "promoted",
     "verified",
@@ -87,7 +87,7 @@ pub struct StateLabels {
 
 /// `result` of `amrelay_promotion_requests_total`: the protocol's results plus the
 /// refusals before a decision.
-pub const PROMOTION_RESULTS: &[&str] = &[
+pub(crate) const PROMOTION_RESULTS: &[&str] = &[
     "promoted",
     "running",
     "retry",
@@ -99,17 +99,17 @@ pub const PROMOTION_RESULTS: &[&str] = &[
 ];
 
 /// The `outcome` label of `amrelay_promotion_runs_finished_total`.
-pub mod run_outcome {
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const RETRY: &str = "retry";
-    pub const FAILED: &str = "failed";
-    pub const TIMED_OUT: &str = "timed_out";
-    pub const INTERRUPTED: &str = "interrupted";
-    pub const ALL: [&str; 5] = [SUCCEEDED, RETRY, FAILED, TIMED_OUT, INTERRUPTED];
+pub(crate) mod run_outcome {
+    pub(crate) const SUCCEEDED: &str = "succeeded";
+    pub(crate) const RETRY: &str = "retry";
+    pub(crate) const FAILED: &str = "failed";
+    pub(crate) const TIMED_OUT: &str = "timed_out";
+    pub(crate) const INTERRUPTED: &str = "interrupted";
+    pub(crate) const ALL: [&str; 5] = [SUCCEEDED, RETRY, FAILED, TIMED_OUT, INTERRUPTED];
 }
 
 /// Webhook rejection reasons, initialised at zero.
-pub const REJECT_REASONS: &[&str] = &[
+pub(crate) const REJECT_REASONS: &[&str] = &[
     "unauthorized",
     "too_large",
     "bad_payload",
@@ -117,7 +117,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "store_error",
 ];
 /// Delivery failure reasons that end a delivery on its channel.
-pub const FAIL_REASONS: &[&str] = &["permanent", "max_attempts", "max_age", "circuit_open"];
+pub(crate) const FAIL_REASONS: &[&str] = &["permanent", "max_attempts", "max_age", "circuit_open"];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -536,7 +536,7 @@ pub struct EndpointOutcomeLabels {
 }
 
 /// Why a scrape failed (`up` is 0 for it).
-pub const SCRAPE_FAIL_REASONS: &[&str] = &[
+pub(crate) const SCRAPE_FAIL_REASONS: &[&str] = &[
     "connect",
     "timeout",
     "http_status",
@@ -545,7 +545,8 @@ pub const SCRAPE_FAIL_REASONS: &[&str] = &[
     "transport",
 ];
 /// Why buffered samples left without being sent.
-pub const COLLECTOR_DROP_REASONS: &[&str] = &["buffer_full", "too_old", "rejected", "buffer_error"];
+pub(crate) const COLLECTOR_DROP_REASONS: &[&str] =
+    &["buffer_full", "too_old", "rejected", "buffer_error"];
 
 /// The metric collector's own series (`src/collector`), prefix `amrelay_collector_`.
 pub struct CollectorMetrics {

@@ -1,15 +1,15 @@
 //! Logs (tracing, text or JSON on stderr) and the Prometheus metrics.
 
-pub mod metrics;
+pub(crate) mod metrics;
 
-pub use metrics::Metrics;
+pub(crate) use metrics::Metrics;
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. `RUST_LOG` wins over `log.level` when set.
-pub fn init(log: &LogSettings) {
+pub(crate) fn init(log: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));

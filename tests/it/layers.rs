@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("promotion", 6),
     ("collector", 6),
     ("app", 7),
+    ("cli", 8),
 ];
 
 /// Imports between modules of one layer that are allowed, one way only: the admin API

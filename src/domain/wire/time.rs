@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 /// A time read from the wire.
 #[derive(Debug, Clone, Copy)]
-pub struct Time(pub DateTime<Utc>);
+pub(super) struct Time(pub DateTime<Utc>);
 
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -37,7 +37,7 @@ impl Visitor<'_> for TimeVisitor {
     }
 }
 
-pub fn parse(s: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse(s: &str) -> Option<DateTime<Utc>> {
     go_shape(s).or_else(|| {
         DateTime::parse_from_rfc3339(s)
             .ok()

@@ -171,8 +171,8 @@ pub(super) async fn claim(
              SET state = 'inflight', attempts = d.attempts + 1, updated_at = $2, claim_epoch = $4
              FROM due, notifications n
              WHERE d.id = due.id AND n.id = d.notification_id
-             RETURNING d.id, d.notification_id, d.attempts, d.created_at, d.enqueued_at,
-                       n.format, n.payload, d.next_attempt_at",
+             RETURNING d.id, d.attempts, d.created_at, d.enqueued_at, n.format, n.payload,
+                       d.next_attempt_at",
             &[&channel, &now, &(limit as i64), &epoch],
         )
         .await?;
@@ -180,17 +180,15 @@ pub(super) async fn claim(
         .into_iter()
         .map(|r| {
             (
-                r.get::<_, i64>(7),
+                r.get::<_, i64>(6),
                 Claimed {
                     id: r.get(0),
                     epoch,
-                    channel: channel.to_owned(),
-                    notification_id: r.get(1),
-                    attempts: r.get::<_, i32>(2) as u32,
-                    created_at: r.get(3),
-                    enqueued_at: r.get(4),
-                    format: i64::from(r.get::<_, i32>(5)),
-                    payload: r.get(6),
+                    attempts: r.get::<_, i32>(1) as u32,
+                    created_at: r.get(2),
+                    enqueued_at: r.get(3),
+                    format: i64::from(r.get::<_, i32>(4)),
+                    payload: r.get(5),
                 },
             )
         })

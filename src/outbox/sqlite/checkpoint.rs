@@ -41,20 +41,20 @@ fn note_pages(_: &Wal, pages: c_int) -> rusqlite::Result<()> {
 
 /// What the writer does after a commit.
 #[derive(Debug, PartialEq, Eq)]
-pub enum After {
+pub(super) enum After {
     Nothing,
     /// The checkpointer is behind: checkpoint on the writer's own connection.
     CheckpointHere,
 }
 
 /// The writer's side: a wake-up that never blocks.
-pub struct Checkpointer {
+pub(super) struct Checkpointer {
     wake: SyncSender<()>,
 }
 
 impl Checkpointer {
     /// Starts the thread and hooks `conn` (the writer's connection) to it.
-    pub fn start(conn: &Connection) -> Result<Checkpointer, StoreError> {
+    pub(super) fn start(conn: &Connection) -> Result<Checkpointer, StoreError> {
         let (wake, rx) = mpsc::sync_channel(1);
         let db = PathBuf::from(conn.path().unwrap_or_default());
         // Open here, not on the thread, so that a store we cannot open fails start-up.
@@ -68,7 +68,7 @@ impl Checkpointer {
     }
 
     /// Called by the writer after each commit.
-    pub fn after_commit(&self) -> After {
+    pub(super) fn after_commit(&self) -> After {
         let pages = WAL_PAGES.with(Cell::get);
         if pages >= WRITER_AT {
             // Asked once per crossing, not again after every batch until a commit
@@ -105,7 +105,7 @@ fn run(conn: Connection, db: &Path, wake: Receiver<()>) {
 }
 
 /// `PRAGMA wal_checkpoint(PASSIVE)`: copies what it can without waiting for anyone.
-pub fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
 

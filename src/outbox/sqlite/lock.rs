@@ -13,7 +13,9 @@ use crate::outbox::StoreError;
 const LOCK_FILE: &str = "amrelay.lock";
 
 /// Held for as long as the server has the store.
-pub(super) struct StoreLock(#[allow(dead_code)] File);
+pub(super) struct StoreLock {
+    _held: File,
+}
 
 pub(super) fn take(dir: &Path) -> Result<StoreLock, StoreError> {
     let path = dir.join(LOCK_FILE);
@@ -42,7 +44,7 @@ pub(super) fn take(dir: &Path) -> Result<StoreLock, StoreError> {
         writeln!(f, "{}", std::process::id())
     };
     write(&mut file).map_err(|e| StoreError::io(path.display().to_string(), e))?;
-    Ok(StoreLock(file))
+    Ok(StoreLock { _held: file })
 }
 
 #[cfg(test)]

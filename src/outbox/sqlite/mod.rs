@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::types::*;
 use super::Access;
-use request::{Reply, Request};
+use request::{Request, Responder};
 use store::Store;
 
 /// Requests queued for the writer before callers wait to queue theirs.
@@ -90,8 +90,8 @@ impl Sqlite {
     }
 
     /// Queues a request made with its reply slot and waits for the answer.
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
-        let (reply, rx) = Reply::new();
+    async fn call<T>(&self, make: impl FnOnce(Responder<T>) -> Request) -> Result<T, StoreError> {
+        let (reply, rx) = Responder::new();
         self.tx
             .send(make(reply))
             .await

@@ -10,16 +10,16 @@ use tokio::sync::oneshot;
 use crate::outbox::types::*;
 
 /// One answer on its way back: held until its transaction commits, then sent.
-pub(super) struct Reply<T> {
+pub(super) struct Responder<T> {
     held: Option<T>,
     tx: oneshot::Sender<Result<T, StoreError>>,
 }
 
-impl<T> Reply<T> {
+impl<T> Responder<T> {
     /// A reply slot and the receiver its caller awaits.
     pub(super) fn new() -> (Self, oneshot::Receiver<Result<T, StoreError>>) {
         let (tx, rx) = oneshot::channel();
-        (Reply { held: None, tx }, rx)
+        (Responder { held: None, tx }, rx)
     }
 
     /// The answer of the transaction under way.
@@ -46,31 +46,31 @@ impl<T> Reply<T> {
 }
 
 pub(super) enum Request {
-    Enqueue(NewNotification, Reply<Enqueued>),
+    Enqueue(NewNotification, Responder<Enqueued>),
     Claim {
         channel: String,
         limit: usize,
-        reply: Reply<Claim>,
+        reply: Responder<Claim>,
     },
     /// Answers whether the change may have made a row claimable (`Completed::wakes`).
     Complete {
         id: i64,
         completion: Completion,
-        reply: Reply<Completed>,
+        reply: Responder<Completed>,
     },
     /// Counts the undelivered rows again: another process (the CLI) may have requeued
     /// some. The writer keeps the count itself between these.
-    CountOpen(Reply<usize>),
+    CountOpen(Responder<usize>),
     DeadLetters {
         limit: usize,
-        reply: Reply<Vec<DeadLetter>>,
+        reply: Responder<Vec<DeadLetter>>,
     },
-    Requeue(Requeue, Reply<Requeued>),
-    Prune(Reply<usize>),
+    Requeue(Requeue, Responder<Requeued>),
+    Prune(Responder<usize>),
     /// A small write, for the readiness probe.
-    Probe(Reply<()>),
+    Probe(Responder<()>),
     /// Every in-flight row back to pending: nothing is attempting them any more.
-    RecoverInflight(Reply<usize>),
+    RecoverInflight(Responder<usize>),
 }
 
 /// An outcome recorded.

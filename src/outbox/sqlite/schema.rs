@@ -6,7 +6,7 @@ use rusqlite::Connection;
 /// 2: `cancelled` deliveries (a promotion a resolve called off before its first attempt).
 /// 3: no `dedup` table; the dedup index is kept in memory over `notifications.dedup_key`
 /// (`outbox::seen`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -51,7 +51,7 @@ CREATE INDEX IF NOT EXISTS deliveries_notification ON deliveries (notification_i
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);
 ";
 
-pub fn open(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn open(conn: &Connection) -> rusqlite::Result<()> {
     // WAL with synchronous=FULL: a commit is on disk when it returns.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;

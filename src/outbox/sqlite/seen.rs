@@ -19,14 +19,14 @@ use crate::domain::DedupKey;
 /// The map is `digest -> notification id`; entries the current transaction added wait
 /// in `staged` until it commits.
 #[derive(Default)]
-pub struct Seen {
+pub(super) struct Seen {
     committed: HashMap<u64, i64>,
     staged: Vec<(u64, i64)>,
 }
 
 impl Seen {
     /// Every key accepted at or after `since` (ms since the epoch).
-    pub fn load(conn: &Connection, since: i64) -> rusqlite::Result<Seen> {
+    pub(super) fn load(conn: &Connection, since: i64) -> rusqlite::Result<Seen> {
         let mut seen = Seen::default();
         let mut stmt = conn.prepare(
             "SELECT id, dedup_key FROM notifications WHERE received_at >= ?1 ORDER BY id",
@@ -42,7 +42,7 @@ impl Seen {
 
     /// When the notification last accepted with `key` was received (ms since the epoch),
     /// read back from its row (`conn` sees this transaction's own rows).
-    pub fn find(&self, conn: &Connection, key: &DedupKey) -> rusqlite::Result<Option<i64>> {
+    pub(super) fn find(&self, conn: &Connection, key: &DedupKey) -> rusqlite::Result<Option<i64>> {
         let d = digest(key.as_str());
         let id = self
             .staged
@@ -64,22 +64,22 @@ impl Seen {
     }
 
     /// Records a notification stored in the transaction under way.
-    pub fn stage(&mut self, key: &DedupKey, notification_id: i64) {
+    pub(super) fn stage(&mut self, key: &DedupKey, notification_id: i64) {
         self.staged.push((digest(key.as_str()), notification_id));
     }
 
     /// The transaction committed.
-    pub fn commit(&mut self) {
+    pub(super) fn commit(&mut self) {
         self.committed.extend(self.staged.drain(..));
     }
 
     /// The transaction rolled back.
-    pub fn rollback(&mut self) {
+    pub(super) fn rollback(&mut self) {
         self.staged.clear();
     }
 
     /// Drops entries of notifications older than the first kept (ids grow with time).
-    pub fn forget_before(&mut self, first_kept_id: i64) {
+    pub(super) fn forget_before(&mut self, first_kept_id: i64) {
         self.committed.retain(|_, id| *id >= first_kept_id);
         // Give memory back after a burst, not on every prune.
         if self.committed.len() < self.committed.capacity() / 4 {
@@ -88,7 +88,7 @@ impl Seen {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.committed.len()
     }
 }

@@ -303,7 +303,7 @@ fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Clai
         "UPDATE deliveries SET state = 'inflight', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
     )?;
     let mut load = tx.prepare_cached(
-        "SELECT d.notification_id, d.attempts, d.created_at, d.enqueued_at, n.format, n.payload
+        "SELECT d.attempts, d.created_at, d.enqueued_at, n.format, n.payload
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id WHERE d.id = ?1",
     )?;
     let mut deliveries = Vec::with_capacity(ids.len());
@@ -313,13 +313,11 @@ fn claim(tx: &Transaction, channel: &str, limit: usize, now: i64) -> Result<Clai
             Ok(Claimed {
                 id,
                 epoch: 0,
-                channel: channel.to_owned(),
-                notification_id: r.get(0)?,
-                attempts: r.get(1)?,
-                created_at: r.get(2)?,
-                enqueued_at: r.get(3)?,
-                format: r.get(4)?,
-                payload: bytes_of(r, 5)?,
+                attempts: r.get(0)?,
+                created_at: r.get(1)?,
+                enqueued_at: r.get(2)?,
+                format: r.get(3)?,
+                payload: bytes_of(r, 4)?,
             })
         })?);
     }
@@ -526,9 +524,9 @@ mod tests {
     /// One request in its own transaction, as the writer runs a batch of one.
     fn run<T>(
         store: &mut Store,
-        make: impl FnOnce(super::super::request::Reply<T>) -> Request,
+        make: impl FnOnce(super::super::request::Responder<T>) -> Request,
     ) -> T {
-        let (reply, mut rx) = super::super::request::Reply::new();
+        let (reply, mut rx) = super::super::request::Responder::new();
         let mut reqs = [make(reply)];
         let mut open = store.count_open().unwrap();
         store

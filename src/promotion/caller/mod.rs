@@ -16,14 +16,14 @@
 mod guards;
 mod outcome;
 mod request;
-pub mod state;
+pub(crate) mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use guards::Open;
 use outcome::Event;
-pub use outcome::{FORCE_LABEL, MANUAL_LABEL};
+pub(crate) use outcome::{FORCE_LABEL, MANUAL_LABEL};
 use state::CallerState;
 
 use crate::config::PromotionSettings;
@@ -39,7 +39,7 @@ use crate::telemetry::Metrics;
 /// outcome messages, and the metrics. One for the process, shared by every promotion
 /// channel (`send-test` has none, and only asks the endpoint to verify).
 #[derive(Clone)]
-pub struct CallerEnv {
+pub(crate) struct CallerEnv {
     pub state: CallerState,
     pub outbox: Outbox,
     pub metrics: Arc<Metrics>,

@@ -16,11 +16,11 @@ use crate::domain::time::human;
 use crate::domain::{LabelSet, Notification};
 
 /// Set on a notification made by `amrelay promote`: skip `min_firing` and the quorum.
-pub const MANUAL_LABEL: &str = "amrelay_manual";
+pub(crate) const MANUAL_LABEL: &str = "amrelay_manual";
 /// With `amrelay promote --force`: skip the cooldown too.
-pub const FORCE_LABEL: &str = "amrelay_force";
+pub(crate) const FORCE_LABEL: &str = "amrelay_force";
 
-pub enum Event {
+pub(super) enum Event {
     Requested {
         incident: Incident,
         dry_run: bool,
@@ -43,7 +43,7 @@ pub enum Event {
     },
 }
 
-pub async fn tell(
+pub(super) async fn tell(
     env: &CallerEnv,
     s: &PromotionSettings,
     source: &Notification,

@@ -34,7 +34,7 @@ fn open(settings: &Settings) -> anyhow::Result<(Store, &PromotionEndpointSetting
 }
 
 /// Who runs the command, for the record: the user behind sudo if any.
-pub fn actor() -> String {
+pub(crate) fn actor() -> String {
     for var in ["SUDO_USER", "USER", "LOGNAME"] {
         if let Ok(u) = std::env::var(var) {
             if !u.trim().is_empty() {
@@ -50,7 +50,7 @@ pub fn actor() -> String {
 }
 
 /// The manual failback: state back to `standby`, the epoch kept. Returns what to print.
-pub fn reset(settings: &Settings, reason: &str) -> anyhow::Result<String> {
+pub(crate) fn reset(settings: &Settings, reason: &str) -> anyhow::Result<String> {
     let (mut store, e) = open(settings)?;
     let actor = actor();
     let r = store.reset(&actor, reason, now_ms())?;
@@ -67,7 +67,7 @@ pub fn reset(settings: &Settings, reason: &str) -> anyhow::Result<String> {
 }
 
 /// The state, the epoch, the last run and the last reset, for a person.
-pub fn show(settings: &Settings) -> anyhow::Result<String> {
+pub(crate) fn show(settings: &Settings) -> anyhow::Result<String> {
     let (store, _) = open(settings)?;
     let s = store.status()?;
     let mut out = String::new();

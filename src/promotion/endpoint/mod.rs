@@ -6,10 +6,10 @@
 //! - [`run`]: the command, its timeout and its output.
 //! - [`admin`]: `amrelay promotion reset` and `show`.
 
-pub mod admin;
+pub(crate) mod admin;
 mod auth;
-pub mod run;
-pub mod state;
+pub(crate) mod run;
+pub(crate) mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,7 +45,7 @@ const MAX_BODY: usize = 64 * 1024;
 /// Gauges follow a `promotion reset` made by another process within this.
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     listener: TcpListener,
     shared: Arc<Shared>,
 }
@@ -62,7 +62,7 @@ struct Shared {
 impl Endpoint {
     /// Opens the store under `storage_dir`, records a run cut off by the last stop as
     /// `interrupted`, and binds the listener.
-    pub async fn start(
+    pub(crate) async fn start(
         settings: &PromotionEndpointSettings,
         storage_dir: &Path,
         metrics: Arc<Metrics>,
@@ -92,7 +92,7 @@ impl Endpoint {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .unwrap_or(self.shared.settings.listen)
@@ -100,7 +100,7 @@ impl Endpoint {
 
     /// Serves until `shutdown`, then gives a run in progress `grace` to end. One still
     /// going after that is recorded `interrupted` at the next start.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
         grace: Duration,

@@ -11,14 +11,14 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::state::Finish;
 
 /// How much of the end of stdout and of stderr is kept with the result.
-pub const TAIL_BYTES: usize = 4096;
+pub(crate) const TAIL_BYTES: usize = 4096;
 
 /// After the command exits, how long its output may take to reach the end: a daemon it
 /// started in the background may hold the pipes open for ever.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// The finished run, how long it took, and whether it was killed for taking too long.
-pub struct Ran {
+pub(crate) struct Ran {
     pub finish: Finish,
     pub duration: Duration,
     pub timed_out: bool,
@@ -26,7 +26,7 @@ pub struct Ran {
 
 /// Runs `argv` with `env` added to amrelay's environment. Never fails: a command that
 /// cannot start, is killed by a signal or times out is a failed run with an `error`.
-pub async fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Ran {
+pub(crate) async fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Ran {
     let started = Instant::now();
     let (finish, timed_out) = run_inner(argv, env, timeout).await;
     Ran {

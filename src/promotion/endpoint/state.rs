@@ -16,7 +16,7 @@ use crate::domain::promotion::{
 use crate::domain::time::rfc3339;
 
 /// The file under `storage.path`.
-pub const FILE: &str = "promotion-endpoint.db";
+pub(crate) const FILE: &str = "promotion-endpoint.db";
 const SCHEMA_VERSION: i64 = 1;
 
 const TABLES: &str = "
@@ -68,14 +68,14 @@ CREATE TABLE IF NOT EXISTS resets (
 );
 ";
 
-pub struct Store {
+pub(crate) struct Store {
     conn: Connection,
     target: String,
 }
 
 /// What a `POST /v1/promote` gets, decided in one transaction.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Nothing to run or store: refused, running, or a dry run that would have run.
     Answer(Verdict, Box<Answer>),
     /// The key's run finished: its final answer, as first answered.
@@ -90,7 +90,7 @@ pub enum Decision {
 
 /// How a run ended, as the runner saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finish {
+pub(crate) struct Finish {
     pub exit_code: Option<i32>,
     /// Set when the exit code does not tell the story (timeout, signal, cannot start).
     pub error: Option<String>,
@@ -100,7 +100,7 @@ pub struct Finish {
 
 impl Finish {
     /// Exit 0 promotes, 75 asks to be retried, anything else fails.
-    pub fn verdict(&self) -> Verdict {
+    pub(crate) fn verdict(&self) -> Verdict {
         match (self.exit_code, &self.error) {
             (Some(0), None) => Verdict::Promoted,
             (Some(75), None) => Verdict::Retry,
@@ -111,7 +111,7 @@ impl Finish {
 
 /// The last `amrelay promotion reset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reset {
+pub(crate) struct Reset {
     pub at_ms: i64,
     pub actor: String,
     pub reason: String,
@@ -120,7 +120,7 @@ pub struct Reset {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ResetError {
+pub(crate) enum ResetError {
     #[error("a promotion run is going (key {key:?}); wait until it ends, or if amrelay is not running, start it once: it records the run as interrupted")]
     Running { key: String },
     #[error(transparent)]
@@ -135,7 +135,7 @@ struct Row {
 
 impl Store {
     /// Opens (or creates) `dir/promotion-endpoint.db`.
-    pub fn open(dir: &Path, target: &str) -> anyhow::Result<Store> {
+    pub(crate) fn open(dir: &Path, target: &str) -> anyhow::Result<Store> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(FILE);
         let conn =
@@ -163,7 +163,7 @@ impl Store {
 
     /// At start-up: a run still `promoting` was cut off by a stop or a crash. It becomes
     /// `interrupted`, final for its key (422), never rerun. Returns the keys.
-    pub fn recover(&mut self, now_ms: i64) -> anyhow::Result<Vec<String>> {
+    pub(crate) fn recover(&mut self, now_ms: i64) -> anyhow::Result<Vec<String>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -198,14 +198,19 @@ impl Store {
         Ok(keys)
     }
 
-    pub fn status(&self) -> anyhow::Result<PromotionStatus> {
+    pub(crate) fn status(&self) -> anyhow::Result<PromotionStatus> {
         status(&self.conn, &self.target)
     }
 
     /// Records a signed request's (webhook-id, webhook-timestamp); false when the pair
     /// was seen before (a replay). Pairs older than `oldest` are dropped: a request that
     /// old is refused by the clock-skew check anyway.
-    pub fn first_sight(&mut self, id: &str, timestamp: i64, oldest: i64) -> anyhow::Result<bool> {
+    pub(crate) fn first_sight(
+        &mut self,
+        id: &str,
+        timestamp: i64,
+        oldest: i64,
+    ) -> anyhow::Result<bool> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -220,7 +225,7 @@ impl Store {
 
     /// The endpoint rule (`docs/promotion-protocol.md`). When the answer is `Start`, the
     /// run is committed as `promoting` and the epoch advanced before this returns.
-    pub fn decide(&mut self, req: &PromoteRequest, now_ms: i64) -> anyhow::Result<Decision> {
+    pub(crate) fn decide(&mut self, req: &PromoteRequest, now_ms: i64) -> anyhow::Result<Decision> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -306,7 +311,7 @@ impl Store {
 
     /// Records how the run of `key` ended, and its final answer unless it asked to be
     /// retried.
-    pub fn finish(&mut self, key: &str, f: &Finish, now_ms: i64) -> anyhow::Result<Answer> {
+    pub(crate) fn finish(&mut self, key: &str, f: &Finish, now_ms: i64) -> anyhow::Result<Answer> {
         let verdict = f.verdict();
         let (run_state, endpoint_state) = match verdict {
             Verdict::Promoted => (PromotionState::Promoted, PromotionState::Promoted),
@@ -351,7 +356,12 @@ impl Store {
 
     /// The operator's manual failback: back to `standby`, the epoch kept, so the next
     /// incident (epoch + 1) may promote again. Refused while a run is going.
-    pub fn reset(&mut self, actor: &str, reason: &str, now_ms: i64) -> Result<Reset, ResetError> {
+    pub(crate) fn reset(
+        &mut self,
+        actor: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Reset, ResetError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -382,7 +392,7 @@ impl Store {
         })
     }
 
-    pub fn last_reset(&self) -> anyhow::Result<Option<Reset>> {
+    pub(crate) fn last_reset(&self) -> anyhow::Result<Option<Reset>> {
         Ok(self
             .conn
             .query_row(

@@ -7,10 +7,10 @@ use super::Delivery;
 use crate::domain::Notification;
 use crate::net::Outcome;
 
-pub struct ConsoleSink;
+pub(crate) struct ConsoleSink;
 
 impl ConsoleSink {
-    pub fn send(&self, d: &Delivery<'_>) -> Outcome {
+    pub(crate) fn send(&self, d: &Delivery<'_>) -> Outcome {
         let line = format_line(d.notification);
         let mut out = std::io::stdout().lock();
         match writeln!(out, "{line}").and_then(|_| out.flush()) {
@@ -21,7 +21,7 @@ impl ConsoleSink {
 }
 
 /// Values are quoted with escapes, so a label cannot break the line.
-pub fn format_line(n: &Notification) -> String {
+pub(crate) fn format_line(n: &Notification) -> String {
     let mut line = format!("{} receiver={:?}", n.title(), n.receiver);
     for name in ["severity", "instance"] {
         if let Some(v) = n.common_labels.get(name) {

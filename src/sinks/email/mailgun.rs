@@ -16,14 +16,14 @@ use serde_json::Value;
 use super::{Email, DELIVERY_ID_HEADER};
 use crate::net::{http, Outcome};
 
-pub struct Mailgun {
+pub(super) struct Mailgun {
     client: reqwest::Client,
     url: Url,
     api_key: SecretString,
 }
 
 impl Mailgun {
-    pub fn new(
+    pub(super) fn new(
         client: reqwest::Client,
         api_url: &Url,
         domain: &str,
@@ -36,7 +36,7 @@ impl Mailgun {
         }
     }
 
-    pub fn request(&self, e: &Email<'_>) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, e: &Email<'_>) -> reqwest::RequestBuilder {
         let mut form = Form::new()
             .text("from", e.envelope.from.to_string())
             .text("subject", e.content.subject.clone())
@@ -56,7 +56,7 @@ impl Mailgun {
     }
 }
 
-pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+pub(super) fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
     let outcome = match status.as_u16() {
         // The domain's sending limit: it passes with time, unlike the other 4xx.
         420 => Outcome::Retryable {

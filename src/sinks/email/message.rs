@@ -22,7 +22,7 @@ const SUBJECT_MAX: usize = 250;
 
 /// A channel's compiled templates.
 #[derive(Clone)]
-pub struct Templates(Arc<Environment<'static>>);
+pub(crate) struct Templates(Arc<Environment<'static>>);
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,7 +32,7 @@ impl std::fmt::Debug for Templates {
 
 /// What a notification becomes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -40,7 +40,7 @@ pub struct Rendered {
 
 impl Templates {
     /// The shipped defaults, each replaceable. Err names the template that does not compile.
-    pub fn compile(
+    pub(crate) fn compile(
         subject: Option<String>,
         text: Option<String>,
         html: Option<String>,
@@ -78,7 +78,7 @@ impl Templates {
         Ok(Templates(Arc::new(env)))
     }
 
-    pub fn render(&self, n: &Notification, test: bool) -> Result<Rendered, String> {
+    pub(crate) fn render(&self, n: &Notification, test: bool) -> Result<Rendered, String> {
         let mut ctx = Context::of(n, test);
         let render = |name: &str, ctx: &minijinja::Value| {
             self.0

@@ -9,7 +9,7 @@ mod postmark;
 mod sendgrid;
 mod smtp;
 
-pub use message::{Rendered, Templates};
+pub(crate) use message::{Rendered, Templates};
 
 use lettre::message::Mailbox;
 
@@ -17,14 +17,14 @@ use super::Delivery;
 use crate::config::{DeliveryPolicy, EmailProvider, EmailSettings};
 use crate::net::{http, Outcome};
 
-pub struct EmailSink {
+pub(crate) struct EmailSink {
     envelope: Envelope,
     templates: Templates,
     transport: Transport,
 }
 
 /// Who sends and who receives: from the channel's config, never from an alert.
-pub struct Envelope {
+pub(crate) struct Envelope {
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
     pub cc: Vec<Mailbox>,
@@ -38,7 +38,7 @@ enum Transport {
 }
 
 /// One email about to go out.
-pub struct Email<'a> {
+pub(crate) struct Email<'a> {
     pub envelope: &'a Envelope,
     pub content: Rendered,
     /// The outbox's delivery id, the same on every attempt.
@@ -48,7 +48,7 @@ pub struct Email<'a> {
 
 impl EmailSink {
     /// Err names the template that does not compile (config loading already checked them).
-    pub fn new(
+    pub(crate) fn new(
         s: &EmailSettings,
         client: &reqwest::Client,
         policy: &DeliveryPolicy,
@@ -94,7 +94,7 @@ impl EmailSink {
         })
     }
 
-    pub async fn send(&self, d: &Delivery<'_>) -> Outcome {
+    pub(crate) async fn send(&self, d: &Delivery<'_>) -> Outcome {
         let content = match self.templates.render(d.notification, d.test) {
             Ok(c) => c,
             Err(e) => return Outcome::permanent("template", e),
@@ -128,7 +128,7 @@ type Classify = fn(reqwest::StatusCode, &reqwest::header::HeaderMap, &str) -> Ou
 
 /// The header every provider passes through, so a recipient's filter can drop a repeat
 /// (an attempt whose outcome was unknown is sent again with the same id).
-pub const DELIVERY_ID_HEADER: &str = "X-Amrelay-Delivery-Id";
+pub(crate) const DELIVERY_ID_HEADER: &str = "X-Amrelay-Delivery-Id";
 
 /// `name@example.com`, without a display name.
 fn address(m: &Mailbox) -> String {

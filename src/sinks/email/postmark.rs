@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::{Email, DELIVERY_ID_HEADER};
 use crate::net::{http, Outcome};
 
-pub struct Postmark {
+pub(super) struct Postmark {
     client: reqwest::Client,
     url: Url,
     token: SecretString,
@@ -22,7 +22,7 @@ pub struct Postmark {
 }
 
 impl Postmark {
-    pub fn new(
+    pub(super) fn new(
         client: reqwest::Client,
         api_url: &Url,
         token: SecretString,
@@ -36,7 +36,7 @@ impl Postmark {
         }
     }
 
-    pub fn request(&self, e: &Email<'_>) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, e: &Email<'_>) -> reqwest::RequestBuilder {
         let list = |ms: &[lettre::message::Mailbox]| {
             ms.iter()
                 .map(ToString::to_string)
@@ -66,7 +66,7 @@ impl Postmark {
 }
 
 /// Postmark's own code: `ErrorCode` in the body, 0 meaning sent.
-pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+pub(super) fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let code = parsed
         .as_ref()

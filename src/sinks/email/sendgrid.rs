@@ -13,14 +13,14 @@ use serde_json::{json, Value};
 use super::{address, Email, DELIVERY_ID_HEADER};
 use crate::net::{http, Outcome};
 
-pub struct SendGrid {
+pub(super) struct SendGrid {
     client: reqwest::Client,
     url: Url,
     api_key: SecretString,
 }
 
 impl SendGrid {
-    pub fn new(client: reqwest::Client, api_url: &Url, api_key: SecretString) -> Self {
+    pub(super) fn new(client: reqwest::Client, api_url: &Url, api_key: SecretString) -> Self {
         SendGrid {
             client,
             url: http::join(api_url, "v3/mail/send"),
@@ -28,7 +28,7 @@ impl SendGrid {
         }
     }
 
-    pub fn request(&self, e: &Email<'_>) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, e: &Email<'_>) -> reqwest::RequestBuilder {
         self.client
             .post(self.url.clone())
             .bearer_auth(self.api_key.expose_secret())
@@ -64,7 +64,7 @@ fn body(e: &Email<'_>) -> Value {
 /// The generic HTTP table fits SendGrid (400, 401, 403, 413 permanent; 429, 5xx
 /// retried); its 429 names the wait in `X-RateLimit-Reset`. The detail carries the
 /// `errors[].message` list.
-pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+pub(super) fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
     let outcome = http::classify_status(status, headers, body);
     let messages: Vec<String> = serde_json::from_str::<Value>(body)
         .ok()

@@ -16,14 +16,14 @@ use crate::net::{http, Outcome};
 
 type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
-pub struct Smtp {
+pub(super) struct Smtp {
     /// Err when the settings cannot make a transport (a host name TLS cannot verify):
     /// every attempt then fails permanently with that reason.
     transport: Result<Transport, String>,
 }
 
 impl Smtp {
-    pub fn new(s: &SmtpSettings, policy: &DeliveryPolicy) -> Self {
+    pub(super) fn new(s: &SmtpSettings, policy: &DeliveryPolicy) -> Self {
         let transport = build(s, policy.timeout, policy.concurrency);
         if let Err(e) = &transport {
             tracing::error!(host = %s.host, error = %e, "cannot set up the SMTP transport");
@@ -31,7 +31,7 @@ impl Smtp {
         Smtp { transport }
     }
 
-    pub async fn send(&self, e: &Email<'_>) -> Outcome {
+    pub(super) async fn send(&self, e: &Email<'_>) -> Outcome {
         let transport = match &self.transport {
             Ok(t) => t,
             Err(err) => return Outcome::permanent("smtp_setup", err.clone()),

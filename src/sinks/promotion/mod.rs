@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-pub use requester::{Reply, Requester};
+pub(crate) use requester::Requester;
 
 use super::Delivery;
 use crate::config::PromotionSettings;
@@ -22,7 +22,7 @@ use crate::domain::promotion::{PromoteRequest, Verdict};
 use crate::net::Outcome;
 
 /// A future that a trait object can return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Failover's caller, given to the sinks at start-up: one attempt of a promotion
 /// channel's delivery, with the channel's settings, its `max_age` (an unfinished incident
@@ -32,7 +32,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// the caller holds state, the outbox and metrics the sinks must not name. The future is
 /// boxed by hand: an `async fn` in a trait cannot be called through `dyn`, and one
 /// method does not need the `async-trait` crate.
-pub trait Caller: Send + Sync {
+pub(crate) trait Caller: Send + Sync {
     fn send<'a>(
         &'a self,
         s: &'a PromotionSettings,
@@ -42,7 +42,7 @@ pub trait Caller: Send + Sync {
     ) -> BoxFuture<'a, Outcome>;
 }
 
-pub struct PromotionSink {
+pub(crate) struct PromotionSink {
     s: PromotionSettings,
     max_age: Duration,
     requester: Requester,
@@ -50,7 +50,7 @@ pub struct PromotionSink {
 }
 
 impl PromotionSink {
-    pub fn new(
+    pub(crate) fn new(
         s: &PromotionSettings,
         max_age: Duration,
         client: reqwest::Client,
@@ -64,7 +64,7 @@ impl PromotionSink {
         }
     }
 
-    pub async fn send(&self, d: &Delivery<'_>) -> Outcome {
+    pub(crate) async fn send(&self, d: &Delivery<'_>) -> Outcome {
         match &self.caller {
             Some(c) => c.send(&self.s, self.max_age, &self.requester, d).await,
             None => verify(&self.s, &self.requester, d).await,
@@ -73,7 +73,11 @@ impl PromotionSink {
 }
 
 /// `send-test --dry-run`: a signed dry-run request for the next epoch; nothing runs.
-pub async fn verify(s: &PromotionSettings, requester: &Requester, d: &Delivery<'_>) -> Outcome {
+pub(crate) async fn verify(
+    s: &PromotionSettings,
+    requester: &Requester,
+    d: &Delivery<'_>,
+) -> Outcome {
     let epoch = match requester.current_epoch(d.id).await {
         Ok(e) => e,
         Err(o) => return o,

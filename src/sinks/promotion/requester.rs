@@ -15,7 +15,7 @@ use crate::domain::signature::{sign, SigningKey};
 use crate::net::{http, Outcome};
 
 /// Signs and sends the protocol's two requests to one channel's endpoint.
-pub struct Requester {
+pub(crate) struct Requester {
     client: reqwest::Client,
     url: reqwest::Url,
     key: SigningKey,
@@ -24,14 +24,14 @@ pub struct Requester {
 /// What came back: the HTTP status, and the body as the type the request expects, or
 /// what was said instead (a 400's or 401's error, or a piece of a body that is not the
 /// endpoint's, such as a proxy's page).
-pub struct Reply<T> {
+pub(crate) struct Reply<T> {
     pub status: StatusCode,
     pub body: Result<T, ErrorBody>,
     headers: HeaderMap,
 }
 
 impl Requester {
-    pub fn new(s: &PromotionSettings, client: reqwest::Client) -> Self {
+    pub(crate) fn new(s: &PromotionSettings, client: reqwest::Client) -> Self {
         Requester {
             client,
             url: s.url.clone(),
@@ -40,7 +40,7 @@ impl Requester {
     }
 
     /// `POST /v1/promote`. Err is a request that got no answer (transport), retried.
-    pub async fn promote(
+    pub(crate) async fn promote(
         &self,
         req: &PromoteRequest,
         delivery_id: i64,
@@ -52,7 +52,7 @@ impl Requester {
     }
 
     /// `GET /v1/promotion`: the endpoint's current epoch.
-    pub async fn current_epoch(&self, delivery_id: i64) -> Result<u64, Outcome> {
+    pub(crate) async fn current_epoch(&self, delivery_id: i64) -> Result<u64, Outcome> {
         let r: Reply<PromotionStatus> = self
             .call(Method::GET, STATUS_PATH, delivery_id, Vec::new())
             .await?;
@@ -113,7 +113,7 @@ fn read<T: DeserializeOwned>(text: &str) -> Result<T, ErrorBody> {
 impl<T: Describe> Reply<T> {
     /// The answer in one line: result, state, epoch, exit code, the stderr tail; or the
     /// error.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut parts = vec![format!("HTTP {}", self.status.as_u16())];
         match &self.body {
             Ok(b) => b.describe(&mut parts),
@@ -123,7 +123,7 @@ impl<T: Describe> Reply<T> {
     }
 
     /// What the HTTP status table makes of the status, described with what was said.
-    pub fn by_status(&self) -> Outcome {
+    pub(crate) fn by_status(&self) -> Outcome {
         http::with_detail(
             http::classify_status(self.status, &self.headers, ""),
             self.describe(),
@@ -131,13 +131,13 @@ impl<T: Describe> Reply<T> {
     }
 
     /// The endpoint's `Retry-After` (with a 202 running or a 503 retry).
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         http::retry_after(&self.headers)
     }
 }
 
 /// A body the endpoint answers with, in the words of [`Reply::describe`].
-pub trait Describe {
+pub(crate) trait Describe {
     fn describe(&self, parts: &mut Vec<String>);
 }
 

@@ -26,7 +26,7 @@ struct Answer {
     error: Option<String>,
 }
 
-pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
     let answer: Option<Answer> = serde_json::from_str(body).ok();
     if status == StatusCode::OK {
         return match answer {

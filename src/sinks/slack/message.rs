@@ -13,7 +13,7 @@ const SECTION_MAX: usize = 3000;
 /// Alerts listed one per line; the rest are counted.
 const ALERTS_SHOWN: usize = 10;
 
-pub fn build(n: &Notification, channel: &str) -> Value {
+pub(crate) fn build(n: &Notification, channel: &str) -> Value {
     let icon = match n.status {
         Status::Firing => ":red_circle:",
         Status::Resolved => ":large_green_circle:",

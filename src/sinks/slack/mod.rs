@@ -4,8 +4,7 @@
 mod classify;
 mod message;
 
-pub use classify::classify;
-pub use message::build as build_message;
+pub(crate) use classify::classify;
 
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
@@ -13,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Delivery;
 use crate::net::{http, Outcome};
 
-pub struct SlackSink {
+pub(crate) struct SlackSink {
     client: reqwest::Client,
     endpoint: Url,
     token: SecretString,
@@ -21,7 +20,7 @@ pub struct SlackSink {
 }
 
 impl SlackSink {
-    pub fn new(
+    pub(crate) fn new(
         client: reqwest::Client,
         api_url: Url,
         token: SecretString,
@@ -37,7 +36,7 @@ impl SlackSink {
         }
     }
 
-    pub async fn send(&self, d: &Delivery<'_>) -> Outcome {
+    pub(crate) async fn send(&self, d: &Delivery<'_>) -> Outcome {
         let body = message::build(d.notification, &self.channel);
         let resp = self
             .client

@@ -4,8 +4,6 @@
 
 mod payload;
 
-pub use payload::{body, SCHEMA};
-
 use reqwest::Url;
 use secrecy::SecretString;
 
@@ -13,14 +11,14 @@ use super::Delivery;
 use crate::domain::signature::{sign, SigningKey};
 use crate::net::{http, Outcome};
 
-pub struct WebhookSink {
+pub(crate) struct WebhookSink {
     client: reqwest::Client,
     url: Url,
     key: Option<SigningKey>,
 }
 
 impl WebhookSink {
-    pub fn new(client: reqwest::Client, url: Url, secret: Option<SecretString>) -> Self {
+    pub(crate) fn new(client: reqwest::Client, url: Url, secret: Option<SecretString>) -> Self {
         WebhookSink {
             client,
             url,
@@ -28,7 +26,7 @@ impl WebhookSink {
         }
     }
 
-    pub async fn send(&self, d: &Delivery<'_>) -> Outcome {
+    pub(crate) async fn send(&self, d: &Delivery<'_>) -> Outcome {
         let body = match payload::body(d) {
             Ok(b) => b,
             Err(e) => return Outcome::permanent("encode", e.to_string()),

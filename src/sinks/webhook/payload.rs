@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::domain::{Alert, LabelSet, Status};
 use crate::sinks::Delivery;
 
-pub const SCHEMA: &str = "amrelay.v1";
+pub(crate) const SCHEMA: &str = "amrelay.v1";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,7 +57,7 @@ fn alert(a: &Alert) -> V1Alert<'_> {
     }
 }
 
-pub fn body(d: &Delivery<'_>) -> serde_json::Result<Vec<u8>> {
+pub(crate) fn body(d: &Delivery<'_>) -> serde_json::Result<Vec<u8>> {
     let n = d.notification;
     // About what a body of this many alerts takes: the buffer is not regrown while writing.
     let mut out = Vec::with_capacity(1024 + 768 * n.alerts.len());

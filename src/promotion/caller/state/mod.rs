@@ -11,13 +11,13 @@ use std::path::Path;
 
 use crate::outbox::Outbox;
 
-pub type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 /// A report older than this is forgotten, even if its group never resolved.
 const OBSERVATION_TTL_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Incident {
+pub(crate) struct Incident {
     pub id: i64,
     pub target: String,
     pub key: String,
@@ -31,7 +31,7 @@ pub struct Incident {
     pub detail: Option<String>,
 }
 
-pub struct NewIncident {
+pub(crate) struct NewIncident {
     pub target: String,
     pub epoch: i64,
     pub delivery_id: i64,
@@ -42,7 +42,7 @@ pub struct NewIncident {
 }
 
 /// What `amrelay status` shows of a target.
-pub struct TargetStatus {
+pub(crate) struct TargetStatus {
     pub last_epoch: Option<i64>,
     pub open: Option<Incident>,
     pub last: Option<Incident>,
@@ -50,7 +50,7 @@ pub struct TargetStatus {
 
 /// Shared by every promotion channel of one process (and by the admin API).
 #[derive(Clone)]
-pub struct CallerState(Backend);
+pub(crate) struct CallerState(Backend);
 
 #[derive(Clone)]
 enum Backend {
@@ -61,7 +61,7 @@ enum Backend {
 impl CallerState {
     /// Beside the outbox: in its database when it is shared, else in a SQLite file under
     /// `dir`, opened when first needed.
-    pub fn beside(outbox: &Outbox, dir: &Path) -> Self {
+    pub(crate) fn beside(outbox: &Outbox, dir: &Path) -> Self {
         match outbox.database() {
             Some(pool) => CallerState(Backend::Postgres(postgres::PgState::new(pool))),
             None => CallerState(Backend::Sqlite(sqlite::SqliteState::at(dir))),
@@ -69,7 +69,7 @@ impl CallerState {
     }
 
     /// Opens the state now, so that start-up fails on one it cannot use.
-    pub fn open_now(&self) -> Result<()> {
+    pub(crate) fn open_now(&self) -> Result<()> {
         match &self.0 {
             Backend::Sqlite(s) => s.open_now(),
             // The database's schema was checked when the outbox opened.
@@ -78,7 +78,7 @@ impl CallerState {
     }
 
     /// The incident this delivery sends the requests of, open or closed.
-    pub async fn owned_by(
+    pub(crate) async fn owned_by(
         &self,
         target: &str,
         delivery_id: i64,
@@ -94,7 +94,7 @@ impl CallerState {
         }
     }
 
-    pub async fn open_incident(&self, target: &str) -> Result<Option<Incident>> {
+    pub(crate) async fn open_incident(&self, target: &str) -> Result<Option<Incident>> {
         match &self.0 {
             Backend::Sqlite(s) => {
                 let t = target.to_owned();
@@ -105,7 +105,12 @@ impl CallerState {
     }
 
     /// Another delivery sends the incident's requests from now on (same key).
-    pub async fn take_over(&self, id: i64, delivery_id: i64, delivery_created: i64) -> Result<()> {
+    pub(crate) async fn take_over(
+        &self,
+        id: i64,
+        delivery_id: i64,
+        delivery_created: i64,
+    ) -> Result<()> {
         match &self.0 {
             Backend::Sqlite(s) => {
                 s.with(move |c| sqlite::take_over(c, id, delivery_id, delivery_created))
@@ -116,7 +121,7 @@ impl CallerState {
     }
 
     /// When the last successful promotion of `target` finished, for the cooldown.
-    pub async fn last_promoted_at(&self, target: &str) -> Result<Option<i64>> {
+    pub(crate) async fn last_promoted_at(&self, target: &str) -> Result<Option<i64>> {
         match &self.0 {
             Backend::Sqlite(s) => {
                 let t = target.to_owned();
@@ -129,7 +134,7 @@ impl CallerState {
     /// Records that `values` (monitors) reported the target firing at `at` in `group_key`,
     /// and returns the distinct values that count for the quorum: those reported since
     /// `since`, and those whose group is still firing.
-    pub async fn observe(
+    pub(crate) async fn observe(
         &self,
         target: &str,
         values: Vec<String>,
@@ -149,7 +154,11 @@ impl CallerState {
 
     /// A group resolved: its reports stop counting as still firing. Returns the target's
     /// open incident, if any.
-    pub async fn resolved_group(&self, target: &str, group_key: &str) -> Result<Option<Incident>> {
+    pub(crate) async fn resolved_group(
+        &self,
+        target: &str,
+        group_key: &str,
+    ) -> Result<Option<Incident>> {
         match &self.0 {
             Backend::Sqlite(s) => {
                 let (t, g) = (target.to_owned(), group_key.to_owned());
@@ -164,14 +173,14 @@ impl CallerState {
     }
 
     /// Closes this incident, if it is still open.
-    pub async fn close_incident(&self, id: i64, now: i64) -> Result<()> {
+    pub(crate) async fn close_incident(&self, id: i64, now: i64) -> Result<()> {
         match &self.0 {
             Backend::Sqlite(s) => s.with(move |c| sqlite::close_incident(c, id, now)).await,
             Backend::Postgres(p) => p.close_incident(id, now).await,
         }
     }
 
-    pub async fn last_epoch(&self, target: &str) -> Result<Option<i64>> {
+    pub(crate) async fn last_epoch(&self, target: &str) -> Result<Option<i64>> {
         match &self.0 {
             Backend::Sqlite(s) => {
                 let t = target.to_owned();
@@ -183,7 +192,7 @@ impl CallerState {
 
     /// Remembers an epoch the endpoint showed (never the one the caller asked for: a
     /// refused request must not move the next incident's epoch); never goes back.
-    pub async fn saw_epoch(&self, target: &str, epoch: i64) -> Result<()> {
+    pub(crate) async fn saw_epoch(&self, target: &str, epoch: i64) -> Result<()> {
         match &self.0 {
             Backend::Sqlite(s) => {
                 let t = target.to_owned();
@@ -196,14 +205,14 @@ impl CallerState {
     /// Opens an incident unless one is open for the target: then that one is returned
     /// (two monitors' deliveries racing, on one instance or two: one opens, the other
     /// joins). The bool says whether this call opened it.
-    pub async fn open_or_join(&self, new: NewIncident) -> Result<(Incident, bool)> {
+    pub(crate) async fn open_or_join(&self, new: NewIncident) -> Result<(Incident, bool)> {
         match &self.0 {
             Backend::Sqlite(s) => s.with(move |c| sqlite::open_or_join(c, &new)).await,
             Backend::Postgres(p) => p.open_or_join(&new).await,
         }
     }
 
-    pub async fn finish(&self, id: i64, state: &str, detail: &str, now: i64) -> Result<()> {
+    pub(crate) async fn finish(&self, id: i64, state: &str, detail: &str, now: i64) -> Result<()> {
         match &self.0 {
             Backend::Sqlite(s) => {
                 let (st, det) = (state.to_owned(), detail.to_owned());
@@ -213,7 +222,7 @@ impl CallerState {
         }
     }
 
-    pub async fn status(&self, target: &str) -> Result<TargetStatus> {
+    pub(crate) async fn status(&self, target: &str) -> Result<TargetStatus> {
         match &self.0 {
             Backend::Sqlite(s) => {
                 let t = target.to_owned();
