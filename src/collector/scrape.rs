@@ -251,6 +251,6 @@ fn transport(e: reqwest::Error) -> ScrapeError {
     };
     ScrapeError {
         reason,
-        detail: crate::net::http::error_chain(&e),
+        detail: crate::net::http::describe(&e),
     }
 }

@@ -83,7 +83,10 @@ pub(super) async fn keep(outbox: Outbox, terms: Vec<Term>, stop: CancellationTok
     // before anyone else may start (clocks only need to run at about the same rate).
     let trust = lease * 9 / 10;
     let mut deadlines: Vec<Option<Instant>> = vec![None; terms.len()];
-    let mut renewed_at = Instant::now() - renew_every;
+    // The first pass renews at once.
+    let mut renewed_at = Instant::now()
+        .checked_sub(renew_every)
+        .unwrap_or_else(Instant::now);
     loop {
         let now = Instant::now();
         let renew = now.duration_since(renewed_at) >= renew_every;

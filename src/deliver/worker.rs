@@ -22,7 +22,7 @@ use crate::net::Outcome;
 use crate::outbox::{stored, Claimed, Completion, Epoch, Outbox};
 use crate::sinks::{Delivery, Sink};
 use crate::telemetry::metrics::{AttemptLabels, ChannelReasonLabels};
-use crate::telemetry::Metrics;
+use crate::telemetry::{reasons, Metrics};
 
 /// The longest a worker sleeps without looking at the store (a requeue from the CLI, a
 /// retry falling due).
@@ -401,8 +401,9 @@ impl ChannelWorker {
                         outcome: outcome.kind().to_owned(),
                     })
                     .inc();
+                // A bounded label; the far side's words go to the log line below.
                 m.attempt_failures
-                    .get_or_create(&self.reason_labels(reason))
+                    .get_or_create(&self.reason_labels(reasons::label(reason)))
                     .inc();
                 (reason.as_str(), detail.as_str())
             }

@@ -64,6 +64,9 @@ pub(crate) enum PayloadError {
     Field { field: String, msg: String },
 }
 
+/// The most alerts a notification may say it left out (`truncatedAlerts`).
+const MAX_TRUNCATED: u64 = u32::MAX as u64;
+
 fn field(field: impl Into<String>, msg: impl Into<String>) -> PayloadError {
     PayloadError::Field {
         field: field.into(),
@@ -91,6 +94,17 @@ pub(crate) fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
     }
     if wire.alerts.is_empty() {
         return Err(field("alerts", "must hold at least one alert"));
+    }
+    // A count of alerts Alertmanager left out: never near this. Refused rather than
+    // believed, so that every sum with it (titles, messages) stays far from overflow.
+    if wire.truncated_alerts > MAX_TRUNCATED {
+        return Err(field(
+            "truncatedAlerts",
+            format!(
+                "{} is not a count of alerts (at most {MAX_TRUNCATED})",
+                wire.truncated_alerts
+            ),
+        ));
     }
     let alerts = wire
         .alerts
@@ -257,6 +271,22 @@ mod tests {
         assert_eq!(n.firing_since(), Some(firing_start));
         n.alerts.retain(|a| a.status == Status::Resolved);
         assert_eq!(n.firing_since(), None);
+    }
+
+    #[test]
+    fn an_absurd_truncated_alerts_count_is_refused_naming_the_field() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&fixture_bytes("truncated-max-alerts")).unwrap();
+        v["truncatedAlerts"] = serde_json::json!(u64::MAX - 1);
+        let e = parse(&serde_json::to_vec(&v).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("truncatedAlerts: "), "{e}");
+        v["truncatedAlerts"] = serde_json::json!(MAX_TRUNCATED);
+        let n = parse(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let shown = n.count(Status::Firing) as u64;
+        let want = format!("[FIRING:{}]", MAX_TRUNCATED + shown);
+        assert!(n.title().starts_with(&want), "{}", n.title());
     }
 
     #[test]

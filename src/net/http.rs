@@ -39,7 +39,32 @@ pub(crate) fn classify_error(e: &reqwest::Error) -> Outcome {
     } else {
         "transport"
     };
-    Outcome::retryable(reason, error_chain(e))
+    Outcome::retryable(reason, describe(e))
+}
+
+/// A transport error as text for logs, `last_error`, dead letters and the admin API, its
+/// URL cut to scheme, host and port: webhook and promotion URLs often carry a secret in
+/// the path or the query (Alertmanager's `RedactURL` does the same).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let text = error_chain(e);
+    match e.url() {
+        Some(url) => text.replace(url.as_str(), &redact(url)),
+        None => text,
+    }
+}
+
+/// `https://hooks.example.com:8443/...`: where a request went, without what it carried.
+pub(crate) fn redact(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    let rest = if url.path() == "/" && url.query().is_none() {
+        ""
+    } else {
+        "/..."
+    };
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}{rest}", url.scheme()),
+        None => format!("{}://{host}{rest}", url.scheme()),
+    }
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
@@ -199,6 +224,21 @@ mod tests {
             join(&u("http://127.0.0.1:9/prefix/"), "email").as_str(),
             "http://127.0.0.1:9/prefix/email"
         );
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_names_the_host_and_never_the_path_or_query() {
+        let client = reqwest::Client::new();
+        // Nothing listens on port 9 of the loopback: the connection is refused.
+        let url = "http://127.0.0.1:9/hooks/s3cr3t-path?token=s3cr3t-query";
+        let e = client.post(url).send().await.unwrap_err();
+        assert!(error_chain(&e).contains("s3cr3t"), "reqwest names the URL");
+        let Outcome::Retryable { detail, reason, .. } = classify_error(&e) else {
+            panic!("not retryable");
+        };
+        assert_eq!(reason, "connect");
+        assert!(!detail.contains("s3cr3t"), "{detail}");
+        assert!(detail.contains("http://127.0.0.1:9/..."), "{detail}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Logs (tracing, text or JSON on stderr) and the Prometheus metrics.
 
 pub(crate) mod metrics;
+pub(crate) mod reasons;
 
 pub(crate) use metrics::Metrics;
 

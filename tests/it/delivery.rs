@@ -367,3 +367,44 @@ async fn a_single_slot_channel_delivers_a_concurrent_burst() {
     assert_eq!(hook.accepted().len(), N);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn distinct_vendor_errors_count_under_one_bounded_reason_label() {
+    let slack = Fake::slack().await;
+    // A proxy in front of Slack that names every failure afresh.
+    const N: usize = 60;
+    let errors: Vec<&'static str> = (0..N)
+        .map(|i| &*Box::leak(format!("proxy_error_{i:08x}-9c1e").into_boxed_str()))
+        .collect();
+    slack.script(errors.iter().map(|e| Answer::SlackError(e)));
+    let app = spawn_app(&slack_config(
+        &slack.slack_api_url(),
+        "rate_limit = \"1000/s\"",
+    ))
+    .await;
+    let posts: Vec<Vec<u8>> = (0..N)
+        .map(|i| notification("primary-down-firing", &format!("proxy-{i}")))
+        .collect();
+    app.post_all_at_once(posts).await;
+    let series = "amrelay_delivery_attempt_failures_total{channel=\"ops-slack\",reason=\"other\"}";
+    app.wait_metric(series, N as f64, WAIT).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failure_series = text
+        .lines()
+        .filter(|l| l.starts_with("amrelay_delivery_attempt_failures_total{"))
+        .count();
+    assert_eq!(
+        failure_series, 1,
+        "one series for {N} distinct errors:\n{text}"
+    );
+    assert!(!text.contains("proxy_error_"), "no vendor text in /metrics");
+    app.stop().await;
+}

@@ -17,6 +17,25 @@ pub(crate) struct WebhookSink {
     key: Option<SigningKey>,
 }
 
+/// `webhook-id`: the same on every attempt of one delivery, so a receiver can drop a
+/// repeat, and unique across stores and instances: a store's row ids start again at 1 (a
+/// new or rebuilt store), and two amrelays may feed one receiver. A UUIDv7 whose time is
+/// when the webhook was received and whose other bits are a hash of the delivery's row
+/// id and group key: stable, time-ordered, and never shared by two notifications.
+fn message_id(d: &Delivery<'_>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"amrelay webhook-id\x1e");
+    h.update(d.id.to_be_bytes());
+    h.update(d.notification.group_key.as_bytes());
+    let digest = h.finalize();
+    let mut bits = [0u8; 10];
+    bits.copy_from_slice(&digest[..10]);
+    let millis = u64::try_from(d.created_at).unwrap_or_default();
+    let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid();
+    format!("amrelay-{uuid}")
+}
+
 impl WebhookSink {
     pub(crate) fn new(client: reqwest::Client, url: Url, secret: Option<SecretString>) -> Self {
         WebhookSink {
@@ -31,8 +50,7 @@ impl WebhookSink {
             Ok(b) => b,
             Err(e) => return Outcome::permanent("encode", e.to_string()),
         };
-        // The same id on every attempt, so the receiver can drop a repeat.
-        let id = format!("amrelay-{}", d.id);
+        let id = message_id(d);
         let timestamp = chrono::Utc::now().timestamp();
         let mut req = self
             .client
@@ -58,5 +76,42 @@ impl WebhookSink {
                 http::classify_status(status, &headers, &text)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::wire;
+
+    fn delivery<'a>(id: i64, created_at: i64, n: &'a crate::domain::Notification) -> Delivery<'a> {
+        Delivery {
+            id,
+            attempt: 1,
+            created_at,
+            notification: n,
+            test: false,
+        }
+    }
+
+    #[test]
+    fn the_id_is_stable_across_attempts_and_differs_between_stores_that_reuse_a_row_id() {
+        let n = wire::fixture("primary-down-firing");
+        let mut other = n.clone();
+        other.group_key = "{}:{alertname=\"DiskFull\"}".into();
+        let first = message_id(&delivery(1, 1_795_734_361_123, &n));
+        let mut retry = delivery(1, 1_795_734_361_123, &n);
+        retry.attempt = 5;
+        assert_eq!(
+            message_id(&retry),
+            first,
+            "every attempt carries the same id"
+        );
+        // A rebuilt store (or another amrelay) whose row 1 is another notification.
+        assert_ne!(message_id(&delivery(1, 1_795_734_400_000, &other)), first);
+        assert_ne!(message_id(&delivery(1, 1_795_734_361_123, &other)), first);
+        assert_ne!(message_id(&delivery(2, 1_795_734_361_123, &n)), first);
+        let uuid = uuid::Uuid::parse_str(first.trim_start_matches("amrelay-")).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
     }
 }
