@@ -190,8 +190,12 @@ impl App {
                 r
             })
         });
-        let served = axum::serve(self.listener, ingest::router(self.state.clone()))
-            .with_graceful_shutdown({
+        let limits = ingest::server::Limits {
+            max_connections: connection_cap(self.settings.server.max_connections),
+            header_timeout: self.settings.server.header_timeout,
+        };
+        let served =
+            ingest::server::serve(self.listener, ingest::router(self.state.clone()), limits, {
                 let stop = stop.clone();
                 async move {
                     tokio::select! {
@@ -285,6 +289,32 @@ impl Reloader {
     }
 }
 
+/// `server.max_connections`, lowered to what the process's file descriptor limit leaves
+/// after the store, outgoing connections and the rest (128): past the limit, accept
+/// fails instead, and the connections that matter queue behind the ones that do not.
+fn connection_cap(configured: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given; nothing else is touched.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if !ok || lim.rlim_cur == libc::RLIM_INFINITY {
+        return configured;
+    }
+    let fits = (lim.rlim_cur as usize).saturating_sub(128).max(16);
+    if fits < configured {
+        tracing::warn!(
+            configured,
+            fits,
+            nofile = lim.rlim_cur,
+            "server.max_connections is above what the open-file limit leaves; using the lower"
+        );
+        return fits;
+    }
+    configured
+}
+
 /// The promotion endpoint keeps the settings it started with until a restart.
 fn same_endpoint(a: &Settings, b: &Settings) -> bool {
     match (&a.promotion_endpoint, &b.promotion_endpoint) {
@@ -321,6 +351,7 @@ fn pipeline(s: &Settings, d: &Deliverer) -> Pipeline {
         auth: s.server.auth.clone(),
         routes: Routes::new(s.routes.clone()),
         max_body: s.server.max_body,
+        body_timeout: s.server.body_timeout,
         holds: Holds::new(s),
         lanes: d.lanes(),
     }

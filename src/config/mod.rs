@@ -53,6 +53,13 @@ pub struct ServerSettings {
     pub auth: Option<HttpAuth>,
     pub max_body: usize,
     pub shutdown_grace: Duration,
+    /// Connections open at once on `listen`; a new one past this is closed at once.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; also how long a keep-alive
+    /// connection may sit idle.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this (408 after).
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -388,6 +395,13 @@ fn server(raw: &RawConfig, p: &mut Problems) -> ServerSettings {
         auth,
         max_body: p.size("server.max_body", s.max_body.as_deref(), "4MiB"),
         shutdown_grace: p.duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s"),
+        max_connections: match s.max_connections {
+            Some(0) => p.push("server.max_connections", "must be above zero"),
+            Some(n) => n,
+            None => 4096,
+        },
+        header_timeout: p.duration("server.header_timeout", s.header_timeout.as_deref(), "10s"),
+        body_timeout: p.duration("server.body_timeout", s.body_timeout.as_deref(), "10s"),
     }
 }
 

@@ -26,6 +26,9 @@ pub(super) struct RawServer {
     pub basic_auth: Option<RawBasicAuth>,
     pub max_body: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub max_connections: Option<usize>,
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,8 +2,8 @@
 //! A webhook is answered 200 only after its deliveries are committed to the outbox.
 
 pub(crate) mod auth;
+pub(crate) mod server;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::body::{Body, Bytes};
@@ -22,7 +22,7 @@ use crate::domain::time::now_ms;
 use crate::domain::{wire, DedupKey, Notification};
 use crate::outbox::{stored, Completion, Enqueued, Epoch, NewNotification, Outbox};
 use crate::pipeline::{Holds, Routes};
-use crate::telemetry::Metrics;
+use crate::telemetry::{LogEvery, Metrics};
 
 pub(crate) const WEBHOOK_PATH: &str = "/webhook/alertmanager";
 
@@ -35,6 +35,7 @@ pub(crate) struct Pipeline {
     pub auth: Option<HttpAuth>,
     pub routes: Routes,
     pub max_body: usize,
+    pub body_timeout: std::time::Duration,
     pub holds: Holds,
     /// The running workers' slots, for handing fresh deliveries straight over.
     pub lanes: Lanes,
@@ -118,16 +119,6 @@ async fn alertmanager(State(st): State<Arc<AppState>>, headers: HeaderMap, body:
 async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response {
     let m = &st.metrics;
     m.received.inc();
-    let Ok(_permit) = st.in_flight.try_acquire() else {
-        m.reject("overloaded");
-        if let Some(suppressed) = st.refusal_log.allow(now_ms()) {
-            tracing::warn!(suppressed, "too many webhooks in flight; refusing with 503");
-        }
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("amrelay is handling {MAX_IN_FLIGHT} webhooks already; try again later"),
-        );
-    };
     let p = st.pipeline();
     if !auth::check(p.auth.as_ref(), &headers) {
         m.reject("unauthorized");
@@ -146,15 +137,54 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
         );
         return r;
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, p.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
-            m.reject("too_large");
+    let too_large = || {
+        m.reject("too_large");
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body is larger than server.max_body ({} bytes)", p.max_body),
+        )
+    };
+    // Refused from the header, before a byte of the body is read.
+    if content_length(&headers).is_some_and(|n| n > p.max_body as u64) {
+        return too_large();
+    }
+    // The body is read before a slot is taken, within a time limit: a slow client holds
+    // up only its own connection, never the webhooks behind it.
+    let read = tokio::time::timeout(p.body_timeout, axum::body::to_bytes(body, p.max_body));
+    let bytes: Bytes = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_length_limit(&e) => return too_large(),
+        Ok(Err(e)) => {
+            m.reject("incomplete_body");
+            tracing::debug!(error = %e, "webhook body broken off by the client");
             return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body is larger than server.max_body ({} bytes)", p.max_body),
+                StatusCode::BAD_REQUEST,
+                "the body ended before it was complete (the client hung up?)",
             );
         }
+        Err(_) => {
+            m.reject("body_timeout");
+            if let Some(suppressed) = st.refusal_log.allow(now_ms()) {
+                tracing::warn!(suppressed, timeout = ?p.body_timeout, "webhook body too slow; refusing with 408");
+            }
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within server.body_timeout ({:?})",
+                    p.body_timeout
+                ),
+            );
+        }
+    };
+    let Ok(_permit) = st.in_flight.try_acquire() else {
+        m.reject("overloaded");
+        if let Some(suppressed) = st.refusal_log.allow(now_ms()) {
+            tracing::warn!(suppressed, "too many webhooks in flight; refusing with 503");
+        }
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("amrelay is handling {MAX_IN_FLIGHT} webhooks already; try again later"),
+        );
     };
     let n = match wire::parse(&bytes).and_then(not_internal) {
         Ok(n) => n,
@@ -284,36 +314,27 @@ struct Accepted<'a> {
     channels: &'a [String],
 }
 
-/// Lets one log line through per `every_ms`; the rest are counted.
-struct LogEvery {
-    every_ms: i64,
-    last_ms: AtomicI64,
-    suppressed: AtomicU64,
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
-impl LogEvery {
-    fn new(every_ms: i64) -> Self {
-        LogEvery {
-            every_ms,
-            last_ms: AtomicI64::new(i64::MIN / 2),
-            suppressed: AtomicU64::new(0),
+/// Whether reading the body stopped at `server.max_body` (and not because the client
+/// broke it off).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
         }
+        source = err.source();
     }
-
-    /// `Some(lines suppressed since the last one)` when this one may be logged.
-    fn allow(&self, now_ms: i64) -> Option<u64> {
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if now_ms - last >= self.every_ms
-            && self
-                .last_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(self.suppressed.swap(0, Ordering::Relaxed));
-        }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
-        None
-    }
+    false
 }
 
 /// The worker went away between reserve and hand-off (a reload): the row goes back to
@@ -342,20 +363,5 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store does not take writes: {e}"),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::LogEvery;
-
-    #[test]
-    fn a_flood_of_refusals_logs_once_per_interval_and_counts_the_rest() {
-        let l = LogEvery::new(10_000);
-        assert_eq!(l.allow(1_000), Some(0));
-        assert_eq!(l.allow(1_001), None);
-        assert_eq!(l.allow(10_999), None);
-        assert_eq!(l.allow(11_000), Some(2));
-        assert_eq!(l.allow(11_001), None);
     }
 }

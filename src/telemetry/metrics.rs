@@ -112,6 +112,8 @@ pub(crate) mod run_outcome {
 pub(crate) const REJECT_REASONS: &[&str] = &[
     "unauthorized",
     "too_large",
+    "body_timeout",
+    "incomplete_body",
     "bad_payload",
     "store_full",
     "store_error",

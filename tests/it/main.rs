@@ -14,6 +14,7 @@ mod deploy;
 mod drill;
 mod email;
 mod endpoint;
+mod hostile;
 mod ingest;
 mod layers;
 mod process;
