@@ -216,7 +216,7 @@ fn admin_call(
         return ExitCode::FAILURE;
     };
     let result = rt.block_on(async {
-        let mut req = reqwest::Client::new()
+        let mut req = amrelay::net::client()?
             .request(method, &url)
             .bearer_auth(token)
             .timeout(std::time::Duration::from_secs(10));

@@ -56,7 +56,7 @@ pub async fn spawn_app_with(dir: tempfile::TempDir, settings: Settings) -> TestA
     TestApp {
         addr,
         dir,
-        client: reqwest::Client::new(),
+        client: amrelay::net::client().unwrap(),
         shutdown: Some(tx),
         handle: Some(handle),
     }
@@ -188,7 +188,7 @@ async fn ready_or_reaped(
     dir: &Path,
     port: u16,
 ) -> std::process::Child {
-    let client = reqwest::Client::new();
+    let client = amrelay::net::client().unwrap();
     let url = format!("http://127.0.0.1:{port}/readyz");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

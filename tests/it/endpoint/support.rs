@@ -108,7 +108,7 @@ impl Caller {
     pub fn new(addr: SocketAddr) -> Self {
         Caller {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: amrelay::net::client().unwrap(),
         }
     }
 
