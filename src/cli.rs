@@ -65,8 +65,15 @@ pub fn admin_call(
     let Some(rt) = runtime(false) else {
         return ExitCode::FAILURE;
     };
+    let client = match crate::net::client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot build the HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = rt.block_on(async {
-        let mut req = reqwest::Client::new()
+        let mut req = client
             .request(method, &url)
             .bearer_auth(token)
             .timeout(std::time::Duration::from_secs(10));

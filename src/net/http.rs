@@ -228,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transport_error_names_the_host_and_never_the_path_or_query() {
-        let client = reqwest::Client::new();
+        let client = crate::net::client().unwrap();
         // Nothing listens on port 9 of the loopback: the connection is refused.
         let url = "http://127.0.0.1:9/hooks/s3cr3t-path?token=s3cr3t-query";
         let e = client.post(url).send().await.unwrap_err();

@@ -4,6 +4,7 @@
 
 pub(crate) mod http;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What one attempt came to, as the vendor's documented contract says.
@@ -52,8 +53,12 @@ impl Outcome {
 /// The HTTP client every sink and the collector share: rustls, pooled connections, no
 /// redirects. Err only when the TLS backend cannot start: then start-up stops, since a
 /// default client would follow redirects and have no timeouts.
+///
+/// The only way to make a reqwest client here: with no process-wide rustls provider,
+/// `reqwest::Client::new()` panics (clippy.toml forbids it).
 pub(crate) fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls())
         .user_agent(concat!("amrelay/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))
@@ -61,4 +66,33 @@ pub(crate) fn client() -> Result<reqwest::Client, reqwest::Error> {
         // answered as the permanent failure it is.
         .redirect(reqwest::redirect::Policy::none())
         .build()
+}
+
+/// rustls with ring and the webpki roots, as the SMTP and PostgreSQL clients have: one
+/// crypto provider in the binary, and no process-wide state.
+fn tls() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    // Fails only for a provider with no cipher suite for TLS 1.2 or 1.3: not ring's.
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    // What reqwest sets for a config of its own making: HTTP/2 when the server offers it.
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tls
+}
+
+#[cfg(test)]
+mod tests {
+    /// reqwest takes the rustls config only if it names the same rustls version, and never
+    /// looks for a process-wide provider then: none is installed in a test.
+    #[test]
+    fn client_builds_with_its_own_rustls_config() {
+        super::client().unwrap();
+    }
 }

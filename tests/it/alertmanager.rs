@@ -131,7 +131,7 @@ receivers:
         alertmanager(dir.path(), 0, web0, c0, c1),
         alertmanager(dir.path(), 1, web1, c1, c0),
     ]);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     for web in [web0, web1] {
         let url = format!("http://127.0.0.1:{web}/api/v2/status");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

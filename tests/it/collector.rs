@@ -392,7 +392,7 @@ impl Prometheus {
             child: None,
             dir: dir.to_owned(),
             port,
-            client: reqwest::Client::new(),
+            client: crate::helpers::http_client(),
         };
         p.spawn().await;
         p
@@ -541,7 +541,7 @@ backoff_max = "1s"
             .unwrap(),
     );
     let relay = format!("http://127.0.0.1:{relay_port}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let sent = "amrelay_collector_samples_sent_total{endpoint=\"prom\"}";
     let retried = "amrelay_collector_sends_total{endpoint=\"prom\",outcome=\"retryable\"}";
     // Samples arrive before the outage: 8 scrapes of 5 samples (2 scraped, 3 health).

@@ -455,7 +455,7 @@ async fn fast_profile_fires_primary_down_within_its_bound_after_the_primary_stop
 
     let (_children, prometheus) =
         fast_profile(dir.path(), &primary_url, [&alertmanager, &alertmanager]);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
 
     // Up: the probe of the running primary succeeds.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -73,7 +73,7 @@ fn unix_now() -> f64 {
 impl Drill {
     async fn start() -> Drill {
         let dir = tempfile::tempdir().unwrap();
-        let client = reqwest::Client::new();
+        let client = crate::helpers::http_client();
         let outcomes = Fake::webhook().await;
         let secret = dir.path().join("promotion.key");
         std::fs::write(&secret, SECRET).unwrap();

@@ -880,7 +880,7 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(10);
 
     fn client() -> reqwest::Client {
-        reqwest::Client::new()
+        crate::helpers::http_client()
     }
 
     /// SendGrid's "Send your first email" cURL example.

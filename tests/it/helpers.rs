@@ -56,7 +56,7 @@ pub async fn spawn_app_with(dir: tempfile::TempDir, settings: Settings) -> TestA
     TestApp {
         addr,
         dir,
-        client: reqwest::Client::new(),
+        client: crate::helpers::http_client(),
         shutdown: Some(tx),
         handle: Some(handle),
     }
@@ -188,7 +188,7 @@ async fn ready_or_reaped(
     dir: &Path,
     port: u16,
 ) -> std::process::Child {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let url = format!("http://127.0.0.1:{port}/readyz");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -210,6 +210,14 @@ async fn ready_or_reaped(
 }
 
 /// A port free now on 127.0.0.1, for a process that must be told its port in advance.
+/// An HTTP client for the tests' own requests. reqwest here has no TLS provider of its
+/// own (amrelay builds its client with ring); the tests install ring's process-wide, once.
+#[allow(clippy::disallowed_methods)]
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -27,7 +27,7 @@ fn head(len: usize) -> String {
 
 /// Posts normal webhooks one after the other; returns the slowest answer's time.
 async fn slowest_of(app_url: &str, n: usize, group: &str) -> Duration {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let mut slowest = Duration::ZERO;
     for i in 0..n {
         let started = Instant::now();
@@ -165,7 +165,7 @@ async fn slowloris_under_a_low_fd_limit_is_cut_off_and_logged_and_webhooks_go_th
         }
     });
     let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let ready = Instant::now();
     while client.get(format!("{url}/readyz")).send().await.is_err() {
         assert!(

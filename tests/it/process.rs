@@ -42,7 +42,7 @@ async fn sigkill_mid_delivery_loses_nothing_and_duplicates_only_what_was_in_flig
     .unwrap();
     let port = free_port();
     let mut p = start(dir.path(), port).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     for i in 0..N {
         let r = client
             .post(format!("{}/webhook/alertmanager", p.addr))
@@ -217,7 +217,7 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_when_the_new_is_inv
     .unwrap();
     let port = free_port();
     let mut p = start(dir.path(), port).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let hup = |pid: u32| {
         Command::new("kill")
             .args(["-HUP", &pid.to_string()])

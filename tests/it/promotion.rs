@@ -325,7 +325,7 @@ async fn cooldown_force_refusal_and_reset() {
         "{}",
         String::from_utf8_lossy(&unknown.stdout)
     );
-    let bad = reqwest::Client::new()
+    let bad = crate::helpers::http_client()
         .post(format!(
             "http://127.0.0.1:{}/v1/admin/promote",
             p.admin_port

@@ -34,7 +34,7 @@ thread_local! {
 }
 
 /// Installed on the writer's connection; runs on the writer thread after each commit.
-fn note_pages(_: &Wal, pages: c_int) -> rusqlite::Result<()> {
+fn note_pages(_: &mut Wal, pages: c_int) -> rusqlite::Result<()> {
     WAL_PAGES.with(|p| p.set(pages));
     Ok(())
 }
@@ -54,7 +54,7 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread and hooks `conn` (the writer's connection) to it.
-    pub(super) fn start(conn: &Connection) -> Result<Checkpointer, StoreError> {
+    pub(super) fn start(conn: &mut Connection) -> Result<Checkpointer, StoreError> {
         let (wake, rx) = mpsc::sync_channel(1);
         let db = PathBuf::from(conn.path().unwrap_or_default());
         // Open here, not on the thread, so that a store we cannot open fails start-up.
@@ -63,7 +63,7 @@ impl Checkpointer {
             .name("amrelay-checkpoint".into())
             .spawn(move || run(own, &db, rx))
             .map_err(|e| StoreError::io("starting the WAL checkpointer thread", e))?;
-        conn.wal_hook(Some(note_pages));
+        conn.wal_hook(Some(note_pages))?;
         Ok(Checkpointer { wake })
     }
 
@@ -122,11 +122,11 @@ mod tests {
     #[test]
     fn the_checkpointer_lets_the_wal_start_over_while_commits_go_on() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
         conn.execute_batch("CREATE TABLE t (b BLOB)").unwrap();
-        let checkpointer = Checkpointer::start(&conn).unwrap();
+        let checkpointer = Checkpointer::start(&mut conn).unwrap();
         let blob = vec![7u8; 64 * 1024];
         // The hook replaced SQLite's own checkpoint: the WAL grows past its threshold.
         let mut last = 0;
@@ -163,8 +163,8 @@ mod tests {
     #[test]
     fn the_writer_checkpoints_itself_when_the_checkpointer_is_far_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join("t.db")).unwrap();
-        let checkpointer = Checkpointer::start(&conn).unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        let checkpointer = Checkpointer::start(&mut conn).unwrap();
         WAL_PAGES.with(|p| p.set(WRITER_AT - 1));
         assert_eq!(checkpointer.after_commit(), After::Nothing);
         WAL_PAGES.with(|p| p.set(WRITER_AT));

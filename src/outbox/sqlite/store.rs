@@ -74,8 +74,8 @@ impl Store {
     }
 
     /// Hands this connection's WAL checkpoints to a thread of their own.
-    pub(super) fn checkpoint_elsewhere(&self) -> Result<Checkpointer, StoreError> {
-        Checkpointer::start(&self.conn)
+    pub(super) fn checkpoint_elsewhere(&mut self) -> Result<Checkpointer, StoreError> {
+        Checkpointer::start(&mut self.conn)
     }
 
     /// A checkpoint on this connection, for when the checkpointer is behind.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -108,7 +108,7 @@ impl Caller {
     pub fn new(addr: SocketAddr) -> Self {
         Caller {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: crate::helpers::http_client(),
         }
     }
 
