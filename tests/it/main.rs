@@ -4,6 +4,7 @@
 mod email_fakes;
 mod fakes;
 mod helpers;
+mod postgres;
 mod recorder;
 mod smtp_relay;
 
@@ -14,6 +15,7 @@ mod deploy;
 mod drill;
 mod email;
 mod endpoint;
+mod ha;
 mod hostile;
 mod ingest;
 mod layers;
