@@ -208,9 +208,13 @@ impl App {
             .context("serving HTTP");
         stop.cancel();
         tracing::info!("stopped accepting webhooks; finishing deliveries in flight");
+        // Aborted and awaited: what they hold (the store among it) is let go before
+        // `run` returns.
         housekeeping.abort();
+        let _ = housekeeping.await;
         if let Some(a) = admin {
             a.abort();
+            let _ = a.await;
         }
         if let Some(e) = endpoint {
             match e.await {

@@ -135,10 +135,11 @@ pub(super) async fn keep(outbox: Outbox, terms: Vec<Term>, stop: CancellationTok
         }
     }
     for t in &terms {
+        let Some(epoch) = t.get() else { continue };
         t.set(None);
-    }
-    if let Err(e) = outbox.release_channels().await {
-        tracing::warn!(error = %e, "cannot give the channels up; another instance takes them over when the lease ends");
+        if let Err(e) = outbox.release(&t.channel, epoch).await {
+            tracing::warn!(channel = %t.channel, error = %e, "cannot give the channel up; another instance takes it over when the lease ends");
+        }
     }
 }
 

@@ -184,12 +184,12 @@ impl Outbox {
         }
     }
 
-    /// Gives up every channel this instance owns (stopping, or reloading), so that the
-    /// next owner need not wait for the leases to lapse.
-    pub(crate) async fn release_channels(&self) -> Result<(), StoreError> {
+    /// Gives up this instance's term on `channel` (stopping, or reloading), so that the
+    /// next owner need not wait for the lease to lapse.
+    pub(crate) async fn release(&self, channel: &str, epoch: Epoch) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(()),
-            Backend::Postgres(p) => p.release_channels().await,
+            Backend::Postgres(p) => p.release(channel, epoch).await,
         }
     }
 

@@ -232,9 +232,9 @@ impl Postgres {
         store::renew(&c, channel, &self.instance, epoch, lease_ms).await
     }
 
-    pub(super) async fn release_channels(&self) -> Result<(), StoreError> {
+    pub(super) async fn release(&self, channel: &str, epoch: Epoch) -> Result<(), StoreError> {
         let c = self.durable.get().await?;
-        store::release(&c, &self.instance).await
+        store::release(&c, channel, &self.instance, epoch).await
     }
 }
 

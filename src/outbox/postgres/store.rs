@@ -506,10 +506,18 @@ pub(super) async fn renew(
     Ok(n == 1)
 }
 
-pub(super) async fn release(c: &impl GenericClient, instance: &str) -> Result<(), StoreError> {
+/// Ends a term early; only this term (another instance of the same name, or a later
+/// term of this one, keeps its own).
+pub(super) async fn release(
+    c: &impl GenericClient,
+    channel: &str,
+    instance: &str,
+    epoch: Epoch,
+) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE channel_owners SET lease_until = clock_timestamp() WHERE instance = $1",
-        &[&instance],
+        "UPDATE channel_owners SET lease_until = clock_timestamp()
+         WHERE channel = $1 AND instance = $2 AND epoch = $3",
+        &[&channel, &instance, &epoch],
     )
     .await?;
     Ok(())
