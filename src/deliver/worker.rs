@@ -22,14 +22,11 @@ use crate::net::Outcome;
 use crate::outbox::{stored, Claimed, Completion, Epoch, Outbox};
 use crate::sinks::{Delivery, Sink};
 use crate::telemetry::metrics::{AttemptLabels, ChannelReasonLabels};
-use crate::telemetry::{reasons, Metrics};
+use crate::telemetry::{reasons, LogEvery, Metrics};
 
 /// The longest a worker sleeps without looking at the store (a requeue from the CLI, a
 /// retry falling due).
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// About five minutes of retries for recording an outcome: 64 tries, most of them 5 s
-/// apart (`RECORD_BACKOFF_MAX`).
-const RECORD_TRIES: u32 = 64;
 const RECORD_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -60,6 +57,8 @@ pub(super) struct ChannelWorker {
     limiter: Option<DefaultDirectRateLimiter>,
     /// Attempts in flight on the channel (`concurrency`), taken first come, first served.
     sending: Semaphore,
+    /// Outcomes the store refuses come in floods (a full disk): a line per 10 s.
+    record_failed: LogEvery,
     /// Set by a Retry-After: the whole channel holds back, not just that delivery.
     paused_until: Mutex<Option<Instant>>,
     /// Only for a channel with a fallback.
@@ -120,6 +119,7 @@ impl ChannelWorker {
             limiter,
             sending: Semaphore::new(c.policy.concurrency as usize),
             paused_until: Mutex::new(None),
+            record_failed: LogEvery::new(10_000),
             circuit: c
                 .policy
                 .circuit
@@ -490,24 +490,22 @@ impl ChannelWorker {
         }
     }
 
-    /// Records an outcome, retrying while the store refuses (a full disk): a row left
-    /// in flight would hold back its whole group until the next start. The retries use
-    /// the delivery schedule (`retry::backoff`), over about five minutes.
+    /// Records an outcome, retrying while the store refuses (a full disk, the database
+    /// gone): the row stays in flight meanwhile, holding back its group, so the retries
+    /// go on (on the delivery schedule, `retry::backoff`, at most 5 s apart) until the
+    /// store takes it; a shutdown ends them, and the next start tries the delivery again.
     async fn record(&self, id: i64, epoch: Epoch, completion: Completion) {
-        for attempt in 1..=RECORD_TRIES {
+        let mut attempt: u32 = 0;
+        loop {
             match self.outbox.complete(id, epoch, completion.clone()).await {
                 Ok(()) => return,
-                Err(e) if attempt == RECORD_TRIES => {
-                    tracing::error!(error = %e, delivery_id = id, "cannot record the delivery's outcome; it is retried at the next start");
-                }
                 Err(e) => {
-                    tracing::warn!(error = %e, delivery_id = id, "cannot record the delivery's outcome yet; trying again");
-                    tokio::time::sleep(retry::backoff(
-                        attempt,
-                        RECORD_BACKOFF_MIN,
-                        RECORD_BACKOFF_MAX,
-                    ))
-                    .await;
+                    attempt = attempt.saturating_add(1);
+                    if let Some(suppressed) = self.record_failed.allow(now_ms()) {
+                        tracing::warn!(error = %e, delivery_id = id, suppressed, "cannot record the delivery's outcome yet; trying again");
+                    }
+                    let wait = retry::backoff(attempt, RECORD_BACKOFF_MIN, RECORD_BACKOFF_MAX);
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

@@ -296,7 +296,9 @@ async fn commit(
         }
         Err(e) => {
             m.reject("store_error");
-            tracing::error!(error = %e, disk_full = e.is_disk_full(), "cannot commit notification; refusing with 503");
+            if let Some(suppressed) = st.refusal_log.allow(now_ms()) {
+                tracing::error!(error = %e, disk_full = e.is_disk_full(), suppressed, "cannot commit notification; refusing with 503");
+            }
             // 503, never 429: Alertmanager does not retry a 429.
             error(
                 StatusCode::SERVICE_UNAVAILABLE,

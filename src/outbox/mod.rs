@@ -14,6 +14,9 @@ mod sqlite;
 pub(crate) mod stored;
 mod types;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 use crate::config::{StorageBackend, StorageSettings};
@@ -34,6 +37,9 @@ pub(crate) enum Access {
 #[derive(Clone)]
 pub(crate) struct Outbox {
     backend: Backend,
+    /// The last write the store was asked for failed (a full disk, the database gone):
+    /// readiness turns false with the first failure, not at the next probe.
+    failing: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -78,7 +84,13 @@ impl Outbox {
                 )
             }
         };
-        Ok((Outbox { backend }, opened))
+        Ok((
+            Outbox {
+                backend,
+                failing: Arc::default(),
+            },
+            opened,
+        ))
     }
 
     /// What `check-config` says of the store: for a database, that it answers and which
@@ -120,10 +132,11 @@ impl Outbox {
     /// Stores a notification for its channels, unless its key was accepted within the
     /// dedup window or the outbox is full. Committed durably before it returns.
     pub(crate) async fn enqueue(&self, new: NewNotification) -> Result<Enqueued, StoreError> {
-        match &self.backend {
+        let done = match &self.backend {
             Backend::Sqlite(s) => s.enqueue(new).await,
             Backend::Postgres(p) => p.enqueue(new).await,
-        }
+        };
+        self.wrote(done)
     }
 
     /// Up to `limit` due deliveries of `channel`, oldest first, now in flight under
@@ -149,11 +162,12 @@ impl Outbox {
         epoch: Epoch,
         completion: Completion,
     ) -> Result<(), StoreError> {
-        match &self.backend {
+        let done = match &self.backend {
             // One process, one term: nothing to fence.
             Backend::Sqlite(s) => s.complete(id, completion).await,
             Backend::Postgres(p) => p.complete(id, epoch, completion).await,
-        }
+        };
+        self.wrote(done)
     }
 
     /// How long a channel's owner keeps it without renewing: Some for a store that
@@ -237,10 +251,25 @@ impl Outbox {
 
     /// Proves the store takes a write.
     pub(crate) async fn probe(&self) -> Result<(), StoreError> {
-        match &self.backend {
+        if self.failing.load(Ordering::Relaxed) {
+            // Until a write succeeds again, which the workers' retries and Alertmanager's
+            // own retries try often enough.
+            return Err(StoreError::Refused(
+                "the store refused the last write (see the log); not ready until one succeeds"
+                    .into(),
+            ));
+        }
+        let done = match &self.backend {
             Backend::Sqlite(s) => s.probe().await,
             Backend::Postgres(p) => p.probe().await,
-        }
+        };
+        self.wrote(done)
+    }
+
+    /// Notes whether a write went through, for readiness.
+    fn wrote<T>(&self, done: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.failing.store(done.is_err(), Ordering::Relaxed);
+        done
     }
 
     /// Deletes finished deliveries past the retention and dedup keys past the window.

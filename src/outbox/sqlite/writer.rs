@@ -9,6 +9,7 @@ use super::request::Request;
 use super::store::{Durability, Store};
 use crate::domain::time::now_ms;
 use crate::outbox::Limits;
+use crate::telemetry::LogEvery;
 
 /// Most requests one transaction takes; enough to amortise the fsync, small enough to
 /// keep the first request's wait short.
@@ -27,6 +28,8 @@ pub(super) fn run(
     wake: watch::Sender<u64>,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    // A full disk fails every checkpoint; one line per 10 s says so, with a count.
+    let checkpoint_failed = LogEvery::new(10_000);
     let mut busy = false;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -67,7 +70,9 @@ pub(super) fn run(
             .is_some_and(|c| c.after_commit() == After::CheckpointHere);
         if behind {
             if let Err(e) = store.checkpoint() {
-                tracing::error!(error = %e, "WAL checkpoint failed");
+                if let Some(suppressed) = checkpoint_failed.allow(now_ms()) {
+                    tracing::error!(error = %e, suppressed, "WAL checkpoint failed");
+                }
             }
         }
     }
