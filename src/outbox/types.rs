@@ -8,7 +8,9 @@ use crate::domain::DedupKey;
 pub(crate) enum StoreError {
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database: {0}")]
+    /// With its causes in the text: tokio-postgres says "error performing TLS handshake"
+    /// and keeps the why (an unknown issuer, a name mismatch) in its source.
+    #[error("database: {}", chain(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection to the database within the pool's wait.
     #[error("database unavailable: {0}")]
@@ -25,6 +27,20 @@ pub(crate) enum StoreError {
     Refused(String),
     #[error("store is closed")]
     Closed,
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !s.contains(&more) {
+            s.push_str(": ");
+            s.push_str(&more);
+        }
+        source = inner.source();
+    }
+    s
 }
 
 impl StoreError {

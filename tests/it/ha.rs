@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::endpoint::support::{endpoint_config, runs, SECRET};
 use crate::fakes::{Answer, Fake, Received};
 use crate::helpers::*;
-use crate::postgres::Pg;
+use crate::postgres::{Certs, Pg};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// `storage.lease`'s default, which these tests run with.
@@ -840,4 +840,37 @@ channels = ["ops"]
         1.0
     );
     backup.stop().await;
+}
+
+#[tokio::test]
+async fn verify_full_tls_reaches_a_server_whose_certificate_the_ca_file_vouches_for_and_no_other() {
+    let pg = Pg::start();
+    let dir = tempfile::tempdir().unwrap();
+    let good = Certs::make(dir.path(), "good");
+    let other = Certs::make(dir.path(), "other");
+    pg.enable_tls(&good).await;
+    let check = |ca: &Path| {
+        let config = pg
+            .config(dir.path(), "tls", &format!("ca_file = \"{}\"", ca.display()))
+            .replace("sslmode = \"disable\"", "sslmode = \"verify-full\"")
+            + "[[channels]]\nname = \"console\"\nkind = \"console\"\n[[routes]]\nchannels = [\"console\"]\n";
+        let path = dir.path().join("amrelay.toml");
+        std::fs::write(&path, config).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = check(&good.ca);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("PostgreSQL reachable"), "{said}");
+    // A certificate the configured CA did not sign: refused, never used unverified.
+    let out = check(&other.ca);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
 }

@@ -138,3 +138,106 @@ impl Drop for Pg {
         let _ = Command::new(SCRIPT).arg("stop").arg(&self.dir).output();
     }
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1 (openssl), for a
+/// cluster that speaks TLS.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certs {
+    pub fn make(dir: &Path, name: &str) -> Certs {
+        let p = |f: &str| dir.join(format!("{name}-{f}"));
+        let (ca_key, ca, key, csr, cert, ext) = (
+            p("ca.key"),
+            p("ca.crt"),
+            p("server.key"),
+            p("server.csr"),
+            p("server.crt"),
+            p("ext.cnf"),
+        );
+        std::fs::write(&ext, "subjectAltName = IP:127.0.0.1\n").unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let s = |p: &PathBuf| p.display().to_string();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-keyout",
+            &s(&ca_key),
+            "-out",
+            &s(&ca),
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &s(&csr),
+            "-CA",
+            &s(&ca),
+            "-CAkey",
+            &s(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &s(&ext),
+            "-out",
+            &s(&cert),
+        ]);
+        Certs { ca, cert, key }
+    }
+}
+
+impl Pg {
+    /// Turns TLS on with `certs` and restarts the server (same port).
+    pub async fn enable_tls(&self, certs: &Certs) {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.dir.join("data");
+        let owner = std::fs::metadata(&data).unwrap();
+        for (from, to) in [(&certs.cert, "server.crt"), (&certs.key, "server.key")] {
+            let dest = data.join(to);
+            std::fs::copy(from, &dest).unwrap();
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(
+                &dest,
+                Some(std::os::unix::fs::MetadataExt::uid(&owner)),
+                Some(std::os::unix::fs::MetadataExt::gid(&owner)),
+            )
+            .unwrap();
+        }
+        let conf = data.join("throwaway.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).unwrap();
+        self.pause().await;
+        self.resume().await;
+    }
+}
