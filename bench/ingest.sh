@@ -16,7 +16,7 @@
 # CONCURRENCY (the bench channel's concurrency; default: the webhook default, 32),
 # RATE_LIMIT (the bench channel's rate_limit, e.g. "1/s" to measure ingest alone),
 # DRAIN_WAIT (120, seconds to wait for the sink to get every delivery afterwards),
-# plus SKIP_BUILD, KEEP, AMRELAY_LOG_LEVEL (see bench/common.sh).
+# plus SKIP_BUILD, KEEP, AMRELAY_LOG_LEVEL, PIN (see bench/common.sh).
 
 source "$(dirname "$0")/common.sh"
 
@@ -53,7 +53,7 @@ PIDS+=("$!")
 
 log "loadgen: ${RATE}/s for ${DURATION}s, ${ALERTS} alerts per notification"
 /usr/bin/time -f '%e %U %S %M' -o "$BENCH_TMP/loadgen.time" \
-    "$BIN/examples/loadgen" --url "$WEBHOOK_URL" --rate "$RATE" --duration "$DURATION" \
+    "${PIN_AUX[@]}" "$BIN/examples/loadgen" --url "$WEBHOOK_URL" --rate "$RATE" --duration "$DURATION" \
     --alerts "$ALERTS" --threads "$LOADGEN_THREADS" >"$BENCH_TMP/loadgen.json"
 cpu_after_load="$(cpu_seconds "$AM_PID")"
 sink_cpu_after_load="$(cpu_seconds "$SINK_PID")"

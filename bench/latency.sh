@@ -11,7 +11,7 @@
 #   bench/latency.sh                     # 50/s for 30 s
 #
 # Environment: RATE (50), DURATION (30, seconds), ALERTS (5), IDLE_SETTLE (2, seconds
-# after readiness before reading idle RSS), plus SKIP_BUILD, KEEP, AMRELAY_LOG_LEVEL.
+# after readiness before reading idle RSS), plus SKIP_BUILD, KEEP, AMRELAY_LOG_LEVEL, PIN.
 
 source "$(dirname "$0")/common.sh"
 
@@ -28,7 +28,7 @@ idle_rss_kib="$(proc_kib "$AM_PID" VmRSS)"
 idle_hwm_kib="$(proc_kib "$AM_PID" VmHWM)"
 
 log "loadgen: ${RATE}/s for ${DURATION}s"
-"$BIN/examples/loadgen" --url "$WEBHOOK_URL" --rate "$RATE" --duration "$DURATION" \
+"${PIN_AUX[@]}" "$BIN/examples/loadgen" --url "$WEBHOOK_URL" --rate "$RATE" --duration "$DURATION" \
     --alerts "$ALERTS" >"$BENCH_TMP/loadgen.json"
 ok="$(python3 -c "import json; print(json.load(open('$BENCH_TMP/loadgen.json'))['ok'])")"
 

@@ -13,6 +13,12 @@
 //! `bench_sent_ms`, the unix time in milliseconds (with a microsecond fraction) at which the
 //! body was built, so that `examples/sinkfake.rs` can time the path through amrelay.
 //!
+//! Several `--url`s (repeated, or comma-separated) spread the load over several amrelays:
+//! notification *i* goes to URL *i* mod *n*, each URL with its own share of the
+//! connections, as if one generator per URL ran at `rate / n`. With `--mirror` every
+//! notification goes to every URL instead (same body, so amrelay's dedup stores it once), as
+//! an Alertmanager whose receiver lists both amrelays of an HA pair.
+//!
 //! Prints one JSON line on stdout:
 //! `{"sent":…,"ok":…,"non_2xx":{"503":…},"errors":…,"p50_ms":…,"p90_ms":…,"p99_ms":…,"max_ms":…,…}`
 //!
@@ -39,10 +45,15 @@ use tokio::sync::{mpsc, Mutex};
 #[derive(Parser, Debug)]
 #[command(about = "Open-loop load generator for amrelay's Alertmanager webhook")]
 struct Args {
-    /// Full webhook URL, e.g. http://127.0.0.1:9097/webhook/alertmanager
+    /// Full webhook URL, e.g. http://127.0.0.1:9097/webhook/alertmanager. Repeat it (or
+    /// separate URLs with commas) to spread the notifications round-robin over several.
+    #[arg(long, required = true, value_delimiter = ',')]
+    url: Vec<String>,
+    /// Send every notification to every `--url` (the same body each time) instead of
+    /// round-robin; `--rate` still counts notifications.
     #[arg(long)]
-    url: String,
-    /// Requests per second, issued on a fixed schedule.
+    mirror: bool,
+    /// Notifications per second, issued on a fixed schedule.
     #[arg(long, default_value_t = 5000.0)]
     rate: f64,
     /// How long to send, e.g. "60s", "500ms" or a plain number of seconds.
@@ -54,8 +65,9 @@ struct Args {
     /// Sends `Authorization: Bearer <TOKEN>`.
     #[arg(long)]
     bearer: Option<String>,
-    /// Keep-alive connections, as wrk2's `-c`. A request finding them all busy waits for
-    /// one, and that wait counts in its latency.
+    /// Keep-alive connections, as wrk2's `-c`, shared out evenly between the `--url`s (at
+    /// least one each). A request finding its URL's all busy waits for one, and that wait
+    /// counts in its latency.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     connections: u16,
     /// Per-request timeout; a request that takes longer counts as an error.
@@ -88,6 +100,8 @@ enum Outcome {
 }
 
 struct Sample {
+    /// Index of the `--url` it went to.
+    target: usize,
     outcome: Outcome,
     /// From the scheduled send time to the full response, in microseconds.
     latency_us: u64,
@@ -198,7 +212,7 @@ struct Job {
     scheduled: Instant,
 }
 
-/// Where and how every request goes.
+/// Where and how the requests to one `--url` go.
 struct Target {
     addr: String,
     path_and_query: String,
@@ -208,8 +222,8 @@ struct Target {
 }
 
 impl Target {
-    fn new(args: &Args) -> anyhow::Result<Target> {
-        let uri: Uri = args.url.parse()?;
+    fn new(url: &str, args: &Args) -> anyhow::Result<Target> {
+        let uri: Uri = url.parse()?;
         anyhow::ensure!(
             uri.scheme_str() == Some("http"),
             "--url must be plain http:// (the benchmark runs on loopback)"
@@ -265,6 +279,7 @@ async fn connect(target: &Target) -> Result<Sender, &'static str> {
 /// One keep-alive connection: takes the oldest waiting request, sends it, waits for the
 /// whole response, and reconnects after any error (the connection's state is unknown).
 async fn connection(
+    index: usize,
     target: Arc<Target>,
     jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
     samples: mpsc::UnboundedSender<Sample>,
@@ -286,6 +301,7 @@ async fn connection(
         let done = Instant::now();
         inflight.fetch_sub(1, Ordering::Relaxed);
         let _ = samples.send(Sample {
+            target: index,
             outcome,
             latency_us: done.duration_since(job.scheduled).as_micros() as u64,
             service_us: done.duration_since(began).as_micros() as u64,
@@ -343,8 +359,60 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(args))
 }
 
+/// What the responses of one `--url` came to.
+#[derive(Default)]
+struct Tally {
+    /// Latencies of the 2xx responses, from the scheduled time, in microseconds.
+    latencies: Vec<u64>,
+    /// The same from when a connection took the request.
+    service: Vec<u64>,
+    ok: u64,
+    non_2xx: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, s: Sample) {
+        match s.outcome {
+            Outcome::Status(c) if (200..300).contains(&c) => {
+                self.ok += 1;
+                self.latencies.push(s.latency_us);
+                self.service.push(s.service_us);
+            }
+            Outcome::Status(c) => *self.non_2xx.entry(c.to_string()).or_default() += 1,
+            Outcome::Error(kind) => *self.errors.entry(kind.to_owned()).or_default() += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        self.latencies.extend_from_slice(&other.latencies);
+        self.service.extend_from_slice(&other.service);
+        self.ok += other.ok;
+        for (k, v) in &other.non_2xx {
+            *self.non_2xx.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    fn sort(&mut self) {
+        self.latencies.sort_unstable();
+        self.service.sort_unstable();
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
-    let target = Arc::new(Target::new(&args)?);
+    let targets = args
+        .url
+        .iter()
+        .map(|u| Target::new(u, &args).map(Arc::new))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!targets.is_empty(), "give at least one --url");
     let run_id = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let template = Template {
         run: format!("{run_id:x}"),
@@ -359,43 +427,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let n = targets.len();
+    let requests = if args.mirror { total * n as u64 } else { total };
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
     let collector = tokio::spawn(async move {
-        let mut latencies = Vec::with_capacity(total as usize);
-        let mut service = Vec::with_capacity(total as usize);
-        let mut ok = 0u64;
-        let mut non_2xx: BTreeMap<String, u64> = BTreeMap::new();
-        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        let mut tallies: Vec<Tally> = (0..n)
+            .map(|_| Tally {
+                latencies: Vec::with_capacity((requests / n as u64) as usize),
+                service: Vec::with_capacity((requests / n as u64) as usize),
+                ..Tally::default()
+            })
+            .collect();
         while let Some(s) = rx.recv().await {
-            match s.outcome {
-                Outcome::Status(c) if (200..300).contains(&c) => {
-                    ok += 1;
-                    latencies.push(s.latency_us);
-                    service.push(s.service_us);
-                }
-                Outcome::Status(c) => *non_2xx.entry(c.to_string()).or_default() += 1,
-                Outcome::Error(kind) => *errors.entry(kind.to_owned()).or_default() += 1,
-            }
+            tallies[s.target].add(s);
         }
-        (latencies, service, ok, non_2xx, errors)
+        tallies
     });
 
     // Requests scheduled and not yet answered (waiting for a connection or on one); its
     // peak shows how far the server fell behind.
     let inflight = Arc::new(AtomicUsize::new(0));
-    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
-    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-    let connections: Vec<_> = (0..args.connections)
-        .map(|_| {
-            tokio::spawn(connection(
+    let per_target = (args.connections as usize / n).max(1);
+    let mut queues = Vec::with_capacity(n);
+    let mut connections = Vec::with_capacity(per_target * n);
+    for (index, target) in targets.iter().enumerate() {
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        for _ in 0..per_target {
+            connections.push(tokio::spawn(connection(
+                index,
                 target.clone(),
                 jobs_rx.clone(),
                 tx.clone(),
                 inflight.clone(),
-            ))
-        })
-        .collect();
+            )));
+        }
+        queues.push(jobs_tx);
+    }
     drop(tx);
     let mut peak_inflight = 0usize;
     let start = Instant::now() + Duration::from_millis(20);
@@ -405,53 +474,87 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep_until(scheduled.into()).await;
         // How late the generator itself is; large values mean it cannot keep the rate.
         max_lag = max_lag.max(Instant::now().saturating_duration_since(scheduled));
-        peak_inflight = peak_inflight.max(inflight.fetch_add(1, Ordering::Relaxed) + 1);
         let body = Bytes::from(template.body(seq));
-        jobs_tx
-            .send(Job { body, scheduled })
+        let to: &[mpsc::UnboundedSender<Job>] = if args.mirror {
+            &queues
+        } else {
+            let i = (seq % n as u64) as usize;
+            &queues[i..=i]
+        };
+        for q in to {
+            peak_inflight = peak_inflight.max(inflight.fetch_add(1, Ordering::Relaxed) + 1);
+            q.send(Job {
+                body: body.clone(),
+                scheduled,
+            })
             .map_err(|_| anyhow::anyhow!("every connection task ended"))?;
+        }
     }
     let send_phase = start.elapsed();
-    drop(jobs_tx);
+    drop(queues);
     for c in connections {
         c.await?;
     }
-    let (mut latencies, mut service, ok, non_2xx, errors) = collector.await?;
+    let mut tallies = collector.await?;
     let elapsed = start.elapsed();
-    latencies.sort_unstable();
-    service.sort_unstable();
+    let mut all = Tally::default();
+    for t in &mut tallies {
+        all.merge(t);
+        t.sort();
+    }
+    all.sort();
+    let latencies = &all.latencies;
+    let service = &all.service;
     let mean = if latencies.is_empty() {
         0.0
     } else {
         latencies.iter().sum::<u64>() as f64 / latencies.len() as f64 / 1000.0
     };
-    let error_count: u64 = errors.values().sum();
-    let out = json!({
-        "url": args.url,
+    let mut out = json!({
+        "url": args.url.join(","),
         "rate": args.rate,
         "duration_s": args.duration.as_secs_f64(),
         "alerts": args.alerts,
-        "sent": total,
-        "ok": ok,
-        "non_2xx": non_2xx,
-        "errors": error_count,
-        "error_kinds": errors,
-        "p50_ms": round3(pct(&latencies, 50.0)),
-        "p90_ms": round3(pct(&latencies, 90.0)),
-        "p99_ms": round3(pct(&latencies, 99.0)),
-        "p999_ms": round3(pct(&latencies, 99.9)),
+        "sent": requests,
+        "notifications": total,
+        "ok": all.ok,
+        "non_2xx": all.non_2xx,
+        "errors": all.error_count(),
+        "error_kinds": all.errors,
+        "p50_ms": round3(pct(latencies, 50.0)),
+        "p90_ms": round3(pct(latencies, 90.0)),
+        "p99_ms": round3(pct(latencies, 99.0)),
+        "p999_ms": round3(pct(latencies, 99.9)),
         "max_ms": round3(latencies.last().copied().unwrap_or(0) as f64 / 1000.0),
         "mean_ms": round3(mean),
         "latency_of": "2xx responses, from scheduled send time to full response",
-        "from_task_start_p50_ms": round3(pct(&service, 50.0)),
-        "from_task_start_p99_ms": round3(pct(&service, 99.0)),
+        "from_task_start_p50_ms": round3(pct(service, 50.0)),
+        "from_task_start_p99_ms": round3(pct(service, 99.0)),
         "send_phase_s": round3(send_phase.as_secs_f64()),
         "elapsed_s": round3(elapsed.as_secs_f64()),
         "achieved_rate": round3(total as f64 / send_phase.as_secs_f64().max(1e-9)),
         "max_schedule_lag_ms": round3(max_lag.as_secs_f64() * 1000.0),
         "peak_inflight": peak_inflight,
-        "connections": args.connections,
+        "connections": per_target * n,
     });
+    if n > 1 {
+        out["mirror"] = json!(args.mirror);
+        out["per_url"] = tallies
+            .iter()
+            .zip(&args.url)
+            .map(|(t, url)| {
+                json!({
+                    "url": url,
+                    "ok": t.ok,
+                    "non_2xx": t.non_2xx,
+                    "errors": t.error_count(),
+                    "p50_ms": round3(pct(&t.latencies, 50.0)),
+                    "p99_ms": round3(pct(&t.latencies, 99.0)),
+                    "max_ms": round3(t.latencies.last().copied().unwrap_or(0) as f64 / 1000.0),
+                })
+            })
+            .collect();
+    }
     println!("{out}");
     Ok(())
 }

@@ -5,21 +5,26 @@
 //! `examples/loadgen.rs`), the latency `arrival - bench_sent_ms`: the time from the load
 //! generator sending the webhook to amrelay delivering it here.
 //!
-//! `GET /stats` answers the figures so far as JSON; SIGTERM or Ctrl-C prints them on
-//! stdout and exits.
+//! `GET /stats` answers the figures so far as JSON (with a count per request path, so that
+//! instances configured with different paths can be told apart); SIGTERM or Ctrl-C prints
+//! them on stdout and exits. `--arrivals FILE` also appends one line per POST to FILE as it
+//! arrives: `<arrival unix ms> <path> <webhook-id or ->` (bench/takeover.sh reads it).
 //!
 //! ```text
 //! cargo run --release --example sinkfake -- --listen 127.0.0.1:18099
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
@@ -34,6 +39,9 @@ struct Args {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Append a line per POST to this file: arrival time (unix ms), path, webhook-id.
+    #[arg(long)]
+    arrivals: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -49,6 +57,9 @@ struct Stats {
     first_arrival_ms: Option<f64>,
     last_arrival_ms: Option<f64>,
     by_schema: BTreeMap<String, u64>,
+    by_path: BTreeMap<String, u64>,
+    /// `--arrivals`, written under the lock so that lines keep arrival order.
+    arrivals: Option<File>,
 }
 
 type Shared = Arc<Mutex<Stats>>;
@@ -78,7 +89,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
 }
 
-async fn receive(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(st): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let arrival = unix_ms_now();
     let schema = string_field(&body, "schema").unwrap_or("none").to_owned();
     let sent = string_field(&body, "bench_sent_ms").and_then(|s| s.parse::<f64>().ok());
@@ -92,6 +108,24 @@ async fn receive(State(st): State<Shared>, headers: HeaderMap, body: Bytes) -> S
         s.v1 += 1;
     }
     *s.by_schema.entry(schema).or_default() += 1;
+    match s.by_path.get_mut(uri.path()) {
+        Some(n) => *n += 1,
+        None => {
+            s.by_path.insert(uri.path().to_owned(), 1);
+        }
+    }
+    if let Some(f) = s.arrivals.as_mut() {
+        // One write per line, unbuffered: a reader polling the file sees it at once.
+        let line = format!(
+            "{arrival:.3} {} {}\n",
+            uri.path(),
+            id.as_deref().unwrap_or("-")
+        );
+        if let Err(e) = f.write_all(line.as_bytes()) {
+            eprintln!("sinkfake: cannot write the arrivals file: {e}");
+            s.arrivals = None;
+        }
+    }
     if let Some(sent) = sent {
         s.latencies_us
             .push(((arrival - sent).max(0.0) * 1000.0).round() as u64);
@@ -136,6 +170,7 @@ fn report(st: &Shared) -> Value {
         "requests": s.requests,
         "amrelay_v1": s.v1,
         "by_schema": s.by_schema,
+        "by_path": s.by_path,
         "distinct_webhook_ids": s.ids.len(),
         "repeats": s.repeats,
         "timed": lat.len(),
@@ -181,6 +216,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let st: Shared = Arc::default();
+    if let Some(path) = &args.arrivals {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("--arrivals {}: {e}", path.display()))?;
+        st.lock().unwrap_or_else(|p| p.into_inner()).arrivals = Some(f);
+    }
     let app = Router::new()
         .route("/stats", get(stats))
         .fallback(post(receive))
