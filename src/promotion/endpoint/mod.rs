@@ -317,7 +317,20 @@ async fn execute(sh: Arc<Shared>, req: PromoteRequest, attempt: u32, tx: oneshot
         ("AMRELAY_MANUAL", req.manual.to_string()),
         ("AMRELAY_ATTEMPT", attempt.to_string()),
     ];
-    let ran = run::run(&sh.settings.command, &env, sh.settings.timeout).await;
+    let recorder = {
+        let (sh, key) = (sh.clone(), req.key.clone());
+        move |group| {
+            tokio::spawn(async move {
+                if let Err(e) = sh.db(move |s| s.ran_in(&key, group)).await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "cannot record the promotion command's process group"
+                    );
+                }
+            });
+        }
+    };
+    let ran = run::run(&sh.settings.command, &env, sh.settings.timeout, recorder).await;
     let verdict = ran.finish.verdict();
     let kind = match verdict {
         Verdict::Promoted => run_outcome::SUCCEEDED,

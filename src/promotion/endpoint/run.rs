@@ -26,9 +26,16 @@ pub(crate) struct Ran {
 
 /// Runs `argv` with `env` added to amrelay's environment. Never fails: a command that
 /// cannot start, is killed by a signal or times out is a failed run with an `error`.
-pub(crate) async fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Ran {
+/// `spawned` gets the command's process group as soon as it runs, to be recorded: a
+/// group that outlives amrelay (a crash mid-run) must end before another run starts.
+pub(crate) async fn run(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+    spawned: impl FnOnce(Group),
+) -> Ran {
     let started = Instant::now();
-    let (finish, timed_out) = run_inner(argv, env, timeout).await;
+    let (finish, timed_out) = run_inner(argv, env, timeout, spawned).await;
     Ran {
         finish,
         duration: started.elapsed(),
@@ -36,7 +43,12 @@ pub(crate) async fn run(argv: &[String], env: &[(&str, String)], timeout: Durati
     }
 }
 
-async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -> (Finish, bool) {
+async fn run_inner(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+    spawned: impl FnOnce(Group),
+) -> (Finish, bool) {
     let failed = |error: String| {
         let f = Finish {
             exit_code: None,
@@ -64,6 +76,9 @@ async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -
         Err(e) => return failed(format!("cannot start {program:?}: {e}")),
     };
     let pid = child.id();
+    if let Some(g) = pid.and_then(Group::of) {
+        spawned(g);
+    }
     let out = Tail::default();
     let err = Tail::default();
     let readers = [
@@ -106,6 +121,74 @@ async fn run_inner(argv: &[String], env: &[(&str, String)], timeout: Duration) -
         stderr_tail: err.text(),
     };
     (finish, timed_out)
+}
+
+/// A run's process group, known again after a restart by its leader's start time (a
+/// pid is reused; a pid with the same start time is the same process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub(crate) pgid: i32,
+    /// The leader's start time, in clock ticks after boot (`/proc/<pid>/stat`, field 22).
+    pub(crate) started: u64,
+}
+
+impl Group {
+    /// The group the command leads (it was started with `process_group(0)`).
+    fn of(pid: u32) -> Option<Group> {
+        let pgid = i32::try_from(pid).ok()?;
+        Some(Group {
+            pgid,
+            started: stat(pgid)?.started,
+        })
+    }
+
+    /// Whether any process of the group still runs (a zombie does not: in a container
+    /// nobody may ever reap it). When its leader is still there it must be the same
+    /// process (same start time); when only the leader has gone, the rest still counts.
+    pub(crate) fn alive(&self) -> bool {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        let mut member = false;
+        for entry in procs.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Some(p) = stat(pid) else { continue };
+            if p.pgrp != self.pgid {
+                continue;
+            }
+            if pid == self.pgid && p.started != self.started {
+                // The id is another group's now.
+                return false;
+            }
+            member |= !matches!(p.state, 'Z' | 'X');
+        }
+        member
+    }
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+struct Stat {
+    state: char,
+    pgrp: i32,
+    /// Field 22: when it started, in clock ticks after boot.
+    started: u64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after its end.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        started: fields.get(19)?.parse().ok()?,
+    })
 }
 
 /// SIGKILL to the command's process group (its pid: it was started with
@@ -157,12 +240,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_group_is_alive_while_any_of_it_runs_and_not_after() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The leader exits at once; the child it leaves in the group sleeps on.
+        let r = run(
+            &sh("sleep 1 & echo started"),
+            &[],
+            Duration::from_secs(10),
+            move |g| tx.send(g).unwrap(),
+        )
+        .await;
+        assert_eq!(r.finish.exit_code, Some(0));
+        let g = rx.recv().unwrap();
+        assert!(g.alive(), "the leader's child still runs in the group");
+        let gone = std::time::Instant::now();
+        while g.alive() {
+            assert!(
+                gone.elapsed() < Duration::from_secs(10),
+                "group never ended"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // A group id with another leader start time is another group.
+        let other = Group {
+            pgid: std::process::id() as i32,
+            started: 1,
+        };
+        assert!(!other.alive());
+    }
+
+    #[tokio::test]
     async fn exit_codes_output_and_environment_come_back() {
         let env = [("AMRELAY_EPOCH", "7".to_owned())];
         let r = run(
             &sh("echo out $AMRELAY_EPOCH; echo err >&2; exit 75"),
             &env,
             Duration::from_secs(10),
+            |_| {},
         )
         .await;
         assert_eq!(r.finish.exit_code, Some(75));
@@ -177,6 +291,7 @@ mod tests {
             &sh("i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; echo last"),
             &[],
             Duration::from_secs(10),
+            |_| {},
         )
         .await;
         let tail = r.finish.stdout_tail;
@@ -193,7 +308,7 @@ mod tests {
             "sleep 30 & echo $! > {}; echo started; wait",
             pidfile.display()
         );
-        let r = run(&sh(&script), &[], Duration::from_millis(500)).await;
+        let r = run(&sh(&script), &[], Duration::from_millis(500), |_| {}).await;
         assert!(r.timed_out);
         assert_eq!(r.finish.exit_code, None);
         assert!(
@@ -213,6 +328,7 @@ mod tests {
             &["/nonexistent/promote".to_owned()],
             &[],
             Duration::from_secs(1),
+            |_| {},
         )
         .await;
         assert!(!r.timed_out);

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::run::Group;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -17,7 +18,9 @@ use crate::domain::time::rfc3339;
 
 /// The file under `storage.path`.
 pub(crate) const FILE: &str = "promotion-endpoint.db";
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `runs.pgid` and `runs.pg_started`, the command's process group (a run cut off by a
+/// crash may leave it running: no new run starts until it has ended).
+const SCHEMA_VERSION: i64 = 2;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS endpoint (
@@ -46,7 +49,11 @@ CREATE TABLE IF NOT EXISTS runs (
     stdout_tail   TEXT    NOT NULL DEFAULT '',
     stderr_tail   TEXT    NOT NULL DEFAULT '',
     answer_status INTEGER,
-    answer_body   TEXT
+    answer_body   TEXT,
+    -- The command's process group and its leader's start time (run::Group), kept until
+    -- the group is seen gone or an operator resets: none may outlive a crash unseen.
+    pgid          INTEGER,
+    pg_started    INTEGER
 ) WITHOUT ROWID;
 
 -- Signed requests seen within max_clock_skew, to refuse replays across restarts too.
@@ -154,6 +161,20 @@ impl Store {
         }
         conn.execute_batch(TABLES)
             .with_context(|| format!("creating the tables in {}", path.display()))?;
+        if version < 2 {
+            // A new store has the columns from TABLES; an older one gets them here.
+            let has: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'pgid'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has {
+                conn.execute_batch(
+                    "ALTER TABLE runs ADD COLUMN pgid INTEGER; ALTER TABLE runs ADD COLUMN pg_started INTEGER;",
+                )
+                .with_context(|| format!("migrating {}", path.display()))?;
+            }
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Store {
             conn,
@@ -200,6 +221,15 @@ impl Store {
 
     pub(crate) fn status(&self) -> anyhow::Result<PromotionStatus> {
         status(&self.conn, &self.target)
+    }
+
+    /// The run's command is running in this process group.
+    pub(crate) fn ran_in(&mut self, key: &str, group: Group) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET pgid = ?2, pg_started = ?3 WHERE key = ?1",
+            params![key, group.pgid, group.started as i64],
+        )?;
+        Ok(())
     }
 
     /// Records a signed request's (webhook-id, webhook-timestamp); false when the pair
@@ -292,6 +322,10 @@ impl Store {
         if req.dry_run {
             return answer(Verdict::Verified);
         }
+        if let Some((key, group)) = running_group(&tx)? {
+            tracing::warn!(run = %key, pgid = group.pgid, "an earlier run's command still runs (its amrelay was killed mid-run); refusing until it ends or `amrelay promotion reset`");
+            return answer(Verdict::Refused);
+        }
         tx.execute(
             "INSERT INTO runs (key, epoch, state, reason, manual, attempt, started_at)
              VALUES (?1, ?2, 'promoting', ?3, ?4, ?5, ?6)
@@ -377,6 +411,12 @@ impl Store {
             [now_ms],
         )
         .context("updating the state")?;
+        // The operator has checked what an earlier command left running.
+        tx.execute(
+            "UPDATE runs SET pgid = NULL, pg_started = NULL WHERE pgid IS NOT NULL",
+            [],
+        )
+        .context("forgetting the runs' process groups")?;
         tx.execute(
             "INSERT INTO resets (at, actor, reason, from_state, epoch) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![now_ms, actor, reason, ep.state.as_str(), ep.epoch],
@@ -410,6 +450,35 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+/// A run whose command's process group still runs (a run that ended, or was cut off
+/// by a crash, may leave one). Groups seen gone are forgotten.
+fn running_group(conn: &Connection) -> anyhow::Result<Option<(String, Group)>> {
+    let groups: Vec<(String, Group)> = {
+        let mut q =
+            conn.prepare("SELECT key, pgid, pg_started FROM runs WHERE pgid IS NOT NULL")?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Group {
+                    pgid: r.get(1)?,
+                    started: r.get::<_, i64>(2)? as u64,
+                },
+            ))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (key, group) in groups {
+        if group.alive() {
+            return Ok(Some((key, group)));
+        }
+        conn.execute(
+            "UPDATE runs SET pgid = NULL, pg_started = NULL WHERE key = ?1",
+            [&key],
+        )?;
+    }
+    Ok(None)
 }
 
 fn endpoint_row(conn: &Connection) -> anyhow::Result<Row> {

@@ -139,3 +139,45 @@ async fn an_endpoint_killed_mid_run_records_it_interrupted_and_never_reruns_it()
     p.child.kill().unwrap();
     p.child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn no_run_starts_while_the_command_of_a_run_cut_off_by_a_crash_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (main_port, port) = (free_port(), free_port());
+    write_config(dir.path(), port);
+    std::fs::write(dir.path().join("hold"), "").unwrap();
+    let mut p = serve(dir.path(), main_port, port).await;
+    assert_eq!(p.caller.promote(&request(1)).await.status, 202);
+    wait_for_file(&dir.path().join("runs"), Duration::from_secs(10)).await;
+    p.child.kill().unwrap(); // SIGKILL: the command, in its own process group, goes on.
+    p.child.wait().unwrap();
+    let mut p = serve(dir.path(), main_port, port).await;
+    // The next incident's key, while the orphaned command of primary/1 still runs.
+    let r = p.caller.promote(&request(2)).await;
+    assert_eq!(r.status, 409, "{}", r.json);
+    assert_eq!(r.json["result"], "refused");
+    assert_eq!(
+        r.json["state"], "interrupted",
+        "the refusal carries the state"
+    );
+    assert_eq!(runs(dir.path()).len(), 1, "nothing else ran");
+    // The orphan ends: a request for the same key then runs (refused until it has).
+    std::fs::write(dir.path().join("release"), "").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while p.caller.promote(&request(2)).await.status == 409 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after the orphan ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = p
+        .caller
+        .until_done(&request(2), Duration::from_secs(20))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["result"], "promoted");
+    assert_eq!(runs(dir.path()).len(), 2);
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}
