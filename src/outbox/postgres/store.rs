@@ -5,6 +5,8 @@
 //! channel owner's epoch.
 
 use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use super::connect::WORK_CHANNEL;
 use crate::outbox::stored;
@@ -29,19 +31,20 @@ pub(super) async fn enqueue(
     let window_start = now - limits.dedup_window.as_millis() as i64;
     // One of two instances that take the same notification at once waits here for the
     // other's commit, then sees the key: stored once.
-    let fresh = tx
-        .query_opt(
-            "INSERT INTO dedup (key, accepted_at) VALUES ($1, $2)
+    let fresh = query_opt(
+        tx,
+        "INSERT INTO dedup (key, accepted_at) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET accepted_at = EXCLUDED.accepted_at
              WHERE dedup.accepted_at <= $3
              RETURNING key",
-            &[&new.key.as_str(), &new.received_at, &window_start],
-        )
-        .await?;
+        &[&new.key.as_str(), &new.received_at, &window_start],
+    )
+    .await?;
     if fresh.is_none() {
         return Ok(Enqueued::Duplicate);
     }
-    tx.execute(
+    execute(
+        tx,
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
         &[&GROUP_LOCK, &new.group_key],
     )
@@ -51,9 +54,7 @@ pub(super) async fn enqueue(
     let mut open = open;
     for (i, channel) in new.channels.iter().enumerate() {
         if new.holds.get(i).is_some_and(|h| h.cancel_unstarted) {
-            let n = tx
-                .execute(
-                    "UPDATE deliveries SET state = 'cancelled', last_error = 'cancelled: resolved before its first attempt', updated_at = $3
+            let n = execute(tx, "UPDATE deliveries SET state = 'cancelled', last_error = 'cancelled: resolved before its first attempt', updated_at = $3
                      WHERE channel = $1 AND group_key = $2 AND state = 'pending' AND attempts = 0",
                     &[channel, &new.group_key, &now],
                 )
@@ -68,19 +69,19 @@ pub(super) async fn enqueue(
             max: limits.max_pending,
         });
     }
-    let notification_id: i64 = tx
-        .query_one(
-            "INSERT INTO notifications (dedup_key, received_at, format, payload)
+    let notification_id: i64 = query_one(
+        tx,
+        "INSERT INTO notifications (dedup_key, received_at, format, payload)
              VALUES ($1, $2, $3, $4) RETURNING id",
-            &[
-                &new.key.as_str(),
-                &new.received_at,
-                &(stored::FORMAT as i32),
-                &new.payload,
-            ],
-        )
-        .await?
-        .get(0);
+        &[
+            &new.key.as_str(),
+            &new.received_at,
+            &(stored::FORMAT as i32),
+            &new.payload,
+        ],
+    )
+    .await?
+    .get(0);
     let mut deliveries = Vec::with_capacity(new.channels.len());
     let mut pending = false;
     for (i, channel) in new.channels.iter().enumerate() {
@@ -91,8 +92,7 @@ pub(super) async fn enqueue(
         // and never ahead of an earlier delivery of its group.
         let handed_off = match epoch {
             Some(e) if hold.not_before <= now => {
-                tx.query_one(
-                    "SELECT EXISTS (SELECT 1 FROM channel_owners WHERE channel = $1 AND epoch = $2
+                query_one(tx, "SELECT EXISTS (SELECT 1 FROM channel_owners WHERE channel = $1 AND epoch = $2
                                       AND lease_until > clock_timestamp() FOR SHARE)
                         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE channel = $1 AND group_key = $3
                                           AND state IN ('pending', 'inflight'))",
@@ -109,9 +109,7 @@ pub(super) async fn enqueue(
         } else {
             ("pending", 0)
         };
-        let id: i64 = tx
-            .query_one(
-                "INSERT INTO deliveries (notification_id, channel, group_key, state, attempts, next_attempt_at,
+        let id: i64 = query_one(tx, "INSERT INTO deliveries (notification_id, channel, group_key, state, attempts, next_attempt_at,
                                          created_at, enqueued_at, updated_at, claim_epoch)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id",
                 &[
@@ -141,8 +139,7 @@ pub(super) async fn enqueue(
 /// commit it is about: a transaction that notifies takes a lock that serialises every
 /// such commit in the database.
 pub(super) async fn notify(c: &impl GenericClient) -> Result<(), StoreError> {
-    c.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
-        .await?;
+    execute(c, "SELECT pg_notify($1, '')", &[&WORK_CHANNEL]).await?;
     Ok(())
 }
 
@@ -153,9 +150,7 @@ pub(super) async fn claim(
     limit: usize,
     now: i64,
 ) -> Result<Claim, StoreError> {
-    let rows = c
-        .query(
-            "WITH due AS (
+    let rows = query(c, "WITH due AS (
                  SELECT d.id FROM deliveries d
                  WHERE d.channel = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
                    AND NOT EXISTS (
@@ -196,7 +191,8 @@ pub(super) async fn claim(
     claimed.sort_by_key(|(due, d)| (*due, d.id));
     let deliveries: Vec<Claimed> = claimed.into_iter().map(|(_, d)| d).collect();
     let next_due_at = if deliveries.len() < limit {
-        c.query_one(
+        query_one(
+            c,
             "SELECT MIN(next_attempt_at) FROM deliveries WHERE channel = $1 AND state = 'pending'",
             &[&channel],
         )
@@ -223,31 +219,26 @@ pub(super) async fn complete(
     const MINE: &str = "id = $1 AND state = 'inflight' AND claim_epoch = $2";
     let (changed, wakes) = match completion {
         Completion::Delivered => (
-            tx.execute(
-                &format!("UPDATE deliveries SET state = 'delivered', last_error = NULL, updated_at = $3 WHERE {MINE}"),
+            execute(tx, &format!("UPDATE deliveries SET state = 'delivered', last_error = NULL, updated_at = $3 WHERE {MINE}"),
                 &[&id, &epoch, &now],
             )
             .await?,
             false,
         ),
         Completion::RetryAt { at, error } => (
-            tx.execute(
-                &format!("UPDATE deliveries SET state = 'pending', next_attempt_at = $3, last_error = $4, updated_at = $5 WHERE {MINE}"),
+            execute(tx, &format!("UPDATE deliveries SET state = 'pending', next_attempt_at = $3, last_error = $4, updated_at = $5 WHERE {MINE}"),
                 &[&id, &epoch, at, error, &now],
             )
             .await?,
             true,
         ),
         Completion::FailOver { to, error } => {
-            let changed = tx
-                .execute(
-                    &format!("UPDATE deliveries SET state = 'failed_over', last_error = $3, updated_at = $4 WHERE {MINE}"),
+            let changed = execute(tx, &format!("UPDATE deliveries SET state = 'failed_over', last_error = $3, updated_at = $4 WHERE {MINE}"),
                     &[&id, &epoch, error, &now],
                 )
                 .await?;
             if changed == 1 {
-                tx.execute(
-                    "INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at, created_at,
+                execute(tx, "INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at, created_at,
                                              enqueued_at, updated_at, fallback_of)
                      SELECT notification_id, $2, group_key, 'pending', $3, created_at, $3, $3, id
                      FROM deliveries WHERE id = $1",
@@ -258,16 +249,14 @@ pub(super) async fn complete(
             (changed, true)
         }
         Completion::Release => (
-            tx.execute(
-                &format!("UPDATE deliveries SET state = 'pending', attempts = GREATEST(attempts - 1, 0), updated_at = $3 WHERE {MINE}"),
+            execute(tx, &format!("UPDATE deliveries SET state = 'pending', attempts = GREATEST(attempts - 1, 0), updated_at = $3 WHERE {MINE}"),
                 &[&id, &epoch, &now],
             )
             .await?,
             true,
         ),
         Completion::Dead { error } => (
-            tx.execute(
-                &format!("UPDATE deliveries SET state = 'dead', last_error = $3, updated_at = $4 WHERE {MINE}"),
+            execute(tx, &format!("UPDATE deliveries SET state = 'dead', last_error = $3, updated_at = $4 WHERE {MINE}"),
                 &[&id, &epoch, error, &now],
             )
             .await?,
@@ -279,41 +268,42 @@ pub(super) async fn complete(
     }
     // A finished row may have held up a later delivery of its group.
     let wakes = wakes
-        || tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN deliveries e
+        || query_one(
+            tx,
+            "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN deliveries e
                      ON e.channel = d.channel AND e.group_key = d.group_key
                      AND e.state IN ('pending', 'inflight')
                  WHERE d.id = $1)",
-                &[&id],
-            )
-            .await?
-            .get::<_, bool>(0);
+            &[&id],
+        )
+        .await?
+        .get::<_, bool>(0);
     Ok(wakes)
 }
 
 pub(super) async fn stats(c: &impl GenericClient) -> Result<Stats, StoreError> {
-    let channels = c
-        .query(
-            "SELECT channel, COUNT(*), MIN(created_at) FROM deliveries
+    let channels = query(
+        c,
+        "SELECT channel, COUNT(*), MIN(created_at) FROM deliveries
              WHERE state IN ('pending', 'inflight') GROUP BY channel",
-            &[],
-        )
-        .await?
-        .into_iter()
-        .map(|r| ChannelStats {
-            channel: r.get(0),
-            open: r.get::<_, i64>(1) as u64,
-            oldest_created_at: r.get(2),
-        })
-        .collect();
-    let dead: i64 = c
-        .query_one("SELECT COUNT(*) FROM deliveries WHERE state = 'dead'", &[])
-        .await?
-        .get(0);
-    let owners = c
-        .query(
-            "SELECT channel, instance FROM channel_owners WHERE lease_until > clock_timestamp() ORDER BY channel",
+        &[],
+    )
+    .await?
+    .into_iter()
+    .map(|r| ChannelStats {
+        channel: r.get(0),
+        open: r.get::<_, i64>(1) as u64,
+        oldest_created_at: r.get(2),
+    })
+    .collect();
+    let dead: i64 = query_one(
+        c,
+        "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'",
+        &[],
+    )
+    .await?
+    .get(0);
+    let owners = query(c, "SELECT channel, instance FROM channel_owners WHERE lease_until > clock_timestamp() ORDER BY channel",
             &[],
         )
         .await?
@@ -328,13 +318,13 @@ pub(super) async fn stats(c: &impl GenericClient) -> Result<Stats, StoreError> {
 }
 
 pub(super) async fn count_open(c: &impl GenericClient) -> Result<u64, StoreError> {
-    let n: i64 = c
-        .query_one(
-            "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'inflight')",
-            &[],
-        )
-        .await?
-        .get(0);
+    let n: i64 = query_one(
+        c,
+        "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'inflight')",
+        &[],
+    )
+    .await?
+    .get(0);
     Ok(n as u64)
 }
 
@@ -342,9 +332,7 @@ pub(super) async fn dead_letters(
     c: &impl GenericClient,
     limit: usize,
 ) -> Result<Vec<DeadLetter>, StoreError> {
-    Ok(c
-        .query(
-            "SELECT d.id, d.channel, d.attempts, d.created_at, d.updated_at, COALESCE(d.last_error, ''),
+    Ok(query(c, "SELECT d.id, d.channel, d.attempts, d.created_at, d.updated_at, COALESCE(d.last_error, ''),
                     n.format, n.payload
              FROM deliveries d JOIN notifications n ON n.id = d.notification_id
              WHERE d.state = 'dead' ORDER BY d.id LIMIT $1",
@@ -375,14 +363,14 @@ pub(super) async fn requeue(
                WHERE state = 'dead'";
     let done = match which {
         Requeue::All => Requeued {
-            count: tx.execute(sql, &[&now]).await? as usize,
+            count: execute(tx, sql, &[&now]).await? as usize,
             not_dead: Vec::new(),
         },
         Requeue::Ids(ids) => {
-            let stmt = tx.prepare(&format!("{sql} AND id = $2")).await?;
+            let sql = format!("{sql} AND id = $2");
             let mut done = Requeued::default();
             for id in ids {
-                match tx.execute(&stmt, &[&now, id]).await? {
+                match execute(tx, sql.as_str(), &[&now, id]).await? {
                     0 => done.not_dead.push(*id),
                     n => done.count += n as usize,
                 }
@@ -400,33 +388,34 @@ pub(super) async fn prune(
     now: i64,
     every_ms: i64,
 ) -> Result<usize, StoreError> {
-    let due = tx
-        .query_opt(
-            "INSERT INTO jobs (name, last_run) VALUES ('prune', $1)
+    let due = query_opt(
+        tx,
+        "INSERT INTO jobs (name, last_run) VALUES ('prune', $1)
              ON CONFLICT (name) DO UPDATE SET last_run = EXCLUDED.last_run
              WHERE jobs.last_run <= $2
              RETURNING name",
-            &[&now, &(now - every_ms)],
-        )
-        .await?;
+        &[&now, &(now - every_ms)],
+    )
+    .await?;
     if due.is_none() {
         return Ok(0);
     }
     let keep_done = now - limits.retention.as_millis() as i64;
     let keep_keys = now - limits.dedup_window.as_millis() as i64;
-    let mut n = tx
-        .execute(
-            "DELETE FROM deliveries WHERE state IN ('delivered', 'failed_over', 'dead', 'cancelled')
+    let mut n = execute(
+        tx,
+        "DELETE FROM deliveries WHERE state IN ('delivered', 'failed_over', 'dead', 'cancelled')
              AND updated_at < $1",
-            &[&keep_done],
-        )
-        .await?;
-    n += tx
-        .execute("DELETE FROM dedup WHERE accepted_at < $1", &[&keep_keys])
-        .await?;
-    n += tx
-        .execute(
-            "DELETE FROM notifications WHERE received_at < $1
+        &[&keep_done],
+    )
+    .await?;
+    n += execute(
+        tx,
+        "DELETE FROM dedup WHERE accepted_at < $1",
+        &[&keep_keys],
+    )
+    .await?;
+    n += execute(tx, "DELETE FROM notifications WHERE received_at < $1
              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id)",
             &[&keep_keys.min(keep_done)],
         )
@@ -439,7 +428,8 @@ pub(super) async fn probe(
     instance: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    execute(
+        c,
         "INSERT INTO probe (instance, at) VALUES ($1, $2)
          ON CONFLICT (instance) DO UPDATE SET at = EXCLUDED.at",
         &[&instance, &now],
@@ -456,29 +446,29 @@ pub(super) async fn acquire(
     instance: &str,
     lease_ms: i64,
 ) -> Result<Option<Epoch>, StoreError> {
-    let row = tx
-        .query_opt(
-            "INSERT INTO channel_owners (channel, instance, epoch, lease_until)
+    let row = query_opt(
+        tx,
+        "INSERT INTO channel_owners (channel, instance, epoch, lease_until)
              VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 millisecond')
              ON CONFLICT (channel) DO UPDATE
                SET instance = EXCLUDED.instance, epoch = channel_owners.epoch + 1,
                    lease_until = EXCLUDED.lease_until
              WHERE channel_owners.lease_until <= clock_timestamp()
              RETURNING epoch",
-            &[&channel, &instance, &(lease_ms as f64)],
-        )
-        .await?;
+        &[&channel, &instance, &(lease_ms as f64)],
+    )
+    .await?;
     let Some(row) = row else {
         return Ok(None);
     };
     let epoch: i64 = row.get(0);
-    let recovered = tx
-        .execute(
-            "UPDATE deliveries SET state = 'pending', last_error = $3
+    let recovered = execute(
+        tx,
+        "UPDATE deliveries SET state = 'pending', last_error = $3
              WHERE channel = $1 AND state = 'inflight' AND claim_epoch < $2",
-            &[&channel, &epoch, &INTERRUPTED],
-        )
-        .await?;
+        &[&channel, &epoch, &INTERRUPTED],
+    )
+    .await?;
     if recovered > 0 {
         tracing::warn!(
             channel,
@@ -496,9 +486,7 @@ pub(super) async fn renew(
     epoch: Epoch,
     lease_ms: i64,
 ) -> Result<bool, StoreError> {
-    let n = c
-        .execute(
-            "UPDATE channel_owners SET lease_until = clock_timestamp() + $4 * interval '1 millisecond'
+    let n = execute(c, "UPDATE channel_owners SET lease_until = clock_timestamp() + $4 * interval '1 millisecond'
              WHERE channel = $1 AND instance = $2 AND epoch = $3 AND lease_until > clock_timestamp()",
             &[&channel, &instance, &epoch, &(lease_ms as f64)],
         )
@@ -514,11 +502,51 @@ pub(super) async fn release(
     instance: &str,
     epoch: Epoch,
 ) -> Result<(), StoreError> {
-    c.execute(
+    execute(
+        c,
         "UPDATE channel_owners SET lease_until = clock_timestamp()
          WHERE channel = $1 AND instance = $2 AND epoch = $3",
         &[&channel, &instance, &epoch],
     )
     .await?;
     Ok(())
+}
+
+// Every statement is prepared once per connection (deadpool's statement cache), so that
+// PostgreSQL neither parses nor plans it again: most of its CPU per webhook otherwise.
+
+async fn execute(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let st = c.prepare_cached(sql).await?;
+    c.execute(&st, params).await
+}
+
+async fn query(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let st = c.prepare_cached(sql).await?;
+    c.query(&st, params).await
+}
+
+async fn query_one(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Row, tokio_postgres::Error> {
+    let st = c.prepare_cached(sql).await?;
+    c.query_one(&st, params).await
+}
+
+async fn query_opt(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let st = c.prepare_cached(sql).await?;
+    c.query_opt(&st, params).await
 }
