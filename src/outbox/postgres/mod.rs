@@ -131,13 +131,14 @@ impl Postgres {
     }
 
     pub(super) async fn enqueue(&self, new: NewNotification) -> Result<Enqueued, StoreError> {
-        let mut c = self.durable.get().await?;
-        let tx = c.transaction().await?;
+        // One statement, its own transaction: committed (synchronous_commit on) when it
+        // returns, the refusal of a full outbox included (its calling-off of held
+        // promotions stands).
+        let c = self.durable.get().await?;
         let open = self.open.load(Ordering::Relaxed);
         let mut work = false;
-        let done = store::enqueue(&tx, &new, &self.limits, now_ms(), open, &mut work).await?;
+        let done = store::enqueue(&c, &new, &self.limits, now_ms(), open, &mut work).await?;
         if let Enqueued::Accepted { deliveries, .. } = &done {
-            tx.commit().await?;
             self.open
                 .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
             if work {
@@ -163,10 +164,8 @@ impl Postgres {
         epoch: Epoch,
         completion: Completion,
     ) -> Result<(), StoreError> {
-        let mut c = self.fast.get().await?;
-        let tx = c.transaction().await?;
-        let work = store::complete(&tx, id, epoch, &completion, now_ms()).await?;
-        tx.commit().await?;
+        let c = self.fast.get().await?;
+        let work = store::complete(&c, id, epoch, &completion, now_ms()).await?;
         if work {
             self.made_work();
         }

@@ -101,6 +101,73 @@ CREATE TABLE caller_incidents (
     closed_at        BIGINT
 );
 CREATE UNIQUE INDEX caller_incidents_open ON caller_incidents (target) WHERE closed_at IS NULL;
+
+-- Accepting a webhook, in one round trip (outbox::postgres::store::enqueue says what each
+-- step is for). Returns one row per channel (delivery id, handed off), or one row with
+-- a null id: 'duplicate', or 'full' with the undelivered count.
+CREATE FUNCTION amrelay_enqueue(
+    p_key TEXT, p_received BIGINT, p_window_start BIGINT, p_format INT, p_payload BYTEA,
+    p_group TEXT, p_now BIGINT, p_open BIGINT, p_max BIGINT,
+    p_channels TEXT[], p_not_before BIGINT[], p_cancel BOOLEAN[], p_epochs BIGINT[]
+) RETURNS TABLE (outcome TEXT, pending BIGINT, delivery_id BIGINT, handed_off BOOLEAN)
+LANGUAGE plpgsql AS $$
+DECLARE
+    was BIGINT;
+    n BIGINT;
+    open BIGINT := p_open;
+    nid BIGINT;
+    hand BOOLEAN;
+    i INT;
+BEGIN
+    SELECT accepted_at INTO was FROM dedup WHERE key = p_key;
+    INSERT INTO dedup (key, accepted_at) VALUES (p_key, p_received)
+        ON CONFLICT (key) DO UPDATE SET accepted_at = EXCLUDED.accepted_at
+        WHERE dedup.accepted_at <= p_window_start;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'duplicate'::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BOOLEAN;
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(1634562663, hashtext(p_group));
+    FOR i IN 1 .. coalesce(array_length(p_channels, 1), 0) LOOP
+        IF p_cancel[i] THEN
+            UPDATE deliveries SET state = 'cancelled',
+                   last_error = 'cancelled: resolved before its first attempt', updated_at = p_now
+             WHERE channel = p_channels[i] AND group_key = p_group AND state = 'pending'
+               AND attempts = 0;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            open := greatest(open - n, 0);
+        END IF;
+    END LOOP;
+    IF open + coalesce(array_length(p_channels, 1), 0) > p_max THEN
+        -- The cancels stay; the key goes (or gets its old time back): not accepted.
+        IF was IS NULL THEN
+            DELETE FROM dedup WHERE key = p_key;
+        ELSE
+            UPDATE dedup SET accepted_at = was WHERE key = p_key;
+        END IF;
+        RETURN QUERY SELECT 'full'::TEXT, open, NULL::BIGINT, NULL::BOOLEAN;
+        RETURN;
+    END IF;
+    INSERT INTO notifications (dedup_key, received_at, format, payload)
+        VALUES (p_key, p_received, p_format, p_payload) RETURNING id INTO nid;
+    FOR i IN 1 .. coalesce(array_length(p_channels, 1), 0) LOOP
+        hand := p_epochs[i] > 0 AND p_not_before[i] <= p_now
+            AND EXISTS (SELECT 1 FROM channel_owners WHERE channel = p_channels[i]
+                          AND epoch = p_epochs[i] AND lease_until > clock_timestamp() FOR SHARE)
+            AND NOT EXISTS (SELECT 1 FROM deliveries WHERE channel = p_channels[i]
+                              AND group_key = p_group AND state IN ('pending', 'inflight'));
+        INSERT INTO deliveries (notification_id, channel, group_key, state, attempts,
+                                next_attempt_at, created_at, enqueued_at, updated_at, claim_epoch)
+        VALUES (nid, p_channels[i], p_group, CASE WHEN hand THEN 'inflight' ELSE 'pending' END,
+                CASE WHEN hand THEN 1 ELSE 0 END, greatest(p_not_before[i], p_now),
+                p_received, p_now, p_now, CASE WHEN hand THEN p_epochs[i] ELSE 0 END)
+        RETURNING deliveries.id INTO delivery_id;
+        outcome := 'accepted';
+        pending := NULL;
+        handed_off := hand;
+        RETURN NEXT;
+    END LOOP;
+END $$;
 CREATE TABLE caller_observations (
     target    TEXT    NOT NULL,
     value     TEXT    NOT NULL,

@@ -12,16 +12,21 @@ use super::connect::WORK_CHANNEL;
 use crate::outbox::stored;
 use crate::outbox::types::*;
 
-/// The first key of the two-key advisory locks on a group (the second is a hash of
-/// the group key): "amrg".
-const GROUP_LOCK: i32 = 0x616d_7267;
-
 const INTERRUPTED: &str =
     "interrupted: the instance delivering the channel stopped while the delivery was sending or ready to send";
 
-/// `makes_work`: set when a delivery was stored pending, for a worker to claim.
+/// Accepts a webhook: `amrelay_enqueue` (the schema) in one round trip. In order: the
+/// dedup key (one of two instances that take the same notification at once waits for
+/// the other's commit, then finds the key: stored once); an advisory lock on the group,
+/// so that a group's deliveries are stored one notification at a time and the order
+/// check below sees the earlier one; a resolve's calling off of held promotions (kept
+/// even when the outbox is too full to take the resolve, as in the SQLite store); the
+/// `max_pending` bound; then each delivery, in flight for a hand-off only under the
+/// channel's current term (its owner row share-locked, so a takeover waits for this
+/// commit and then recovers the row) and never ahead of an earlier delivery of its
+/// group. `makes_work`: set when a delivery was stored pending, for a worker to claim.
 pub(super) async fn enqueue(
-    tx: &Transaction<'_>,
+    c: &impl GenericClient,
     new: &NewNotification,
     limits: &Limits,
     now: i64,
@@ -29,106 +34,53 @@ pub(super) async fn enqueue(
     makes_work: &mut bool,
 ) -> Result<Enqueued, StoreError> {
     let window_start = now - limits.dedup_window.as_millis() as i64;
-    // One of two instances that take the same notification at once waits here for the
-    // other's commit, then sees the key: stored once.
-    let fresh = query_opt(
-        tx,
-        "INSERT INTO dedup (key, accepted_at) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET accepted_at = EXCLUDED.accepted_at
-             WHERE dedup.accepted_at <= $3
-             RETURNING key",
-        &[&new.key.as_str(), &new.received_at, &window_start],
-    )
-    .await?;
-    if fresh.is_none() {
-        return Ok(Enqueued::Duplicate);
-    }
-    execute(
-        tx,
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-        &[&GROUP_LOCK, &new.group_key],
-    )
-    .await?;
-    // A resolve calls off its group's held promotions first, even when the outbox is too
-    // full to take the resolve itself (as in the SQLite store).
-    let mut open = open;
-    for (i, channel) in new.channels.iter().enumerate() {
-        if new.holds.get(i).is_some_and(|h| h.cancel_unstarted) {
-            let n = execute(tx, "UPDATE deliveries SET state = 'cancelled', last_error = 'cancelled: resolved before its first attempt', updated_at = $3
-                     WHERE channel = $1 AND group_key = $2 AND state = 'pending' AND attempts = 0",
-                    &[channel, &new.group_key, &now],
-                )
-                .await?;
-            open = open.saturating_sub(n);
-        }
-    }
-    if open + new.channels.len() as u64 > limits.max_pending {
-        // Rolled back by the caller, so the key is not kept either.
-        return Ok(Enqueued::Full {
-            pending: open,
-            max: limits.max_pending,
-        });
-    }
-    let notification_id: i64 = query_one(
-        tx,
-        "INSERT INTO notifications (dedup_key, received_at, format, payload)
-             VALUES ($1, $2, $3, $4) RETURNING id",
+    let n = new.channels.len();
+    let hold = |i: usize| new.holds.get(i).copied().unwrap_or_default();
+    let not_before: Vec<i64> = (0..n).map(|i| hold(i).not_before).collect();
+    let cancel: Vec<bool> = (0..n).map(|i| hold(i).cancel_unstarted).collect();
+    let epochs: Vec<i64> = (0..n)
+        .map(|i| new.fast.get(i).copied().flatten().unwrap_or(0))
+        .collect();
+    let rows = query(
+        c,
+        "SELECT outcome, pending, delivery_id, handed_off
+         FROM amrelay_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             &new.key.as_str(),
             &new.received_at,
+            &window_start,
             &(stored::FORMAT as i32),
             &new.payload,
+            &new.group_key,
+            &now,
+            &(open as i64),
+            &(limits.max_pending as i64),
+            &new.channels,
+            &not_before,
+            &cancel,
+            &epochs,
         ],
     )
-    .await?
-    .get(0);
-    let mut deliveries = Vec::with_capacity(new.channels.len());
-    let mut pending = false;
-    for (i, channel) in new.channels.iter().enumerate() {
-        let hold = new.holds.get(i).copied().unwrap_or_default();
-        let epoch = new.fast.get(i).copied().flatten();
-        // In flight for a hand-off only under the channel's current term (the owner row
-        // is share-locked, so a takeover waits for this commit and then recovers the row)
-        // and never ahead of an earlier delivery of its group.
-        let handed_off = match epoch {
-            Some(e) if hold.not_before <= now => {
-                query_one(tx, "SELECT EXISTS (SELECT 1 FROM channel_owners WHERE channel = $1 AND epoch = $2
-                                      AND lease_until > clock_timestamp() FOR SHARE)
-                        AND NOT EXISTS (SELECT 1 FROM deliveries WHERE channel = $1 AND group_key = $3
-                                          AND state IN ('pending', 'inflight'))",
-                    &[channel, &e, &new.group_key],
-                )
-                .await?
-                .get::<_, bool>(0)
-            }
-            _ => false,
-        };
-        pending |= !handed_off;
-        let (state, attempts) = if handed_off {
-            ("inflight", 1)
-        } else {
-            ("pending", 0)
-        };
-        let id: i64 = query_one(tx, "INSERT INTO deliveries (notification_id, channel, group_key, state, attempts, next_attempt_at,
-                                         created_at, enqueued_at, updated_at, claim_epoch)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id",
-                &[
-                    &notification_id,
-                    channel,
-                    &new.group_key,
-                    &state,
-                    &attempts,
-                    &hold.not_before.max(now),
-                    &new.received_at,
-                    &now,
-                    &epoch.unwrap_or(0),
-                ],
-            )
-            .await?
-            .get(0);
-        deliveries.push(Stored { id, handed_off });
+    .await?;
+    let outcome = |r: &Row| r.get::<_, String>(0);
+    match rows.first().map(outcome).as_deref() {
+        Some("duplicate") => return Ok(Enqueued::Duplicate),
+        Some("full") => {
+            return Ok(Enqueued::Full {
+                pending: rows[0].get::<_, i64>(1).max(0) as u64,
+                max: limits.max_pending,
+            })
+        }
+        _ => {}
     }
-    *makes_work = pending;
+    let deliveries: Vec<Stored> = rows
+        .iter()
+        .map(|r| Stored {
+            id: r.get(2),
+            handed_off: r.get(3),
+        })
+        .collect();
+    *makes_work = deliveries.iter().any(|d| !d.handed_off);
     Ok(Enqueued::Accepted {
         deliveries,
         enqueued_at: now,
@@ -207,78 +159,76 @@ pub(super) async fn claim(
     })
 }
 
-/// Records an outcome under `epoch`; nothing when the row is no longer this term's.
-/// True when the change may give a worker something to claim.
+/// Records an outcome under `epoch`, in one statement; nothing when the row is no
+/// longer this term's. True when the change may give a worker something to claim: a row
+/// back to pending or a new one (retry, release, fallback), or a finished row whose
+/// group has another open delivery on its channel (the statement sees the rows as they
+/// were before it, so the row itself is left out of that check).
 pub(super) async fn complete(
-    tx: &Transaction<'_>,
+    c: &impl GenericClient,
     id: i64,
     epoch: Epoch,
     completion: &Completion,
     now: i64,
 ) -> Result<bool, StoreError> {
     const MINE: &str = "id = $1 AND state = 'inflight' AND claim_epoch = $2";
-    let (changed, wakes) = match completion {
-        Completion::Delivered => (
-            execute(tx, &format!("UPDATE deliveries SET state = 'delivered', last_error = NULL, updated_at = $3 WHERE {MINE}"),
+    const ENDED: &str =
+        "SELECT EXISTS (SELECT 1 FROM done), EXISTS (SELECT 1 FROM done, deliveries e
+             WHERE e.channel = done.channel AND e.group_key = done.group_key AND e.id <> $1
+               AND e.state IN ('pending', 'inflight'))";
+    const REOPENED: &str = "SELECT EXISTS (SELECT 1 FROM done), EXISTS (SELECT 1 FROM done)";
+    let row = match completion {
+        Completion::Delivered => {
+            query_one(
+                c,
+                &format!("WITH done AS (UPDATE deliveries SET state = 'delivered', last_error = NULL, updated_at = $3 WHERE {MINE} RETURNING channel, group_key) {ENDED}"),
                 &[&id, &epoch, &now],
             )
-            .await?,
-            false,
-        ),
-        Completion::RetryAt { at, error } => (
-            execute(tx, &format!("UPDATE deliveries SET state = 'pending', next_attempt_at = $3, last_error = $4, updated_at = $5 WHERE {MINE}"),
-                &[&id, &epoch, at, error, &now],
-            )
-            .await?,
-            true,
-        ),
-        Completion::FailOver { to, error } => {
-            let changed = execute(tx, &format!("UPDATE deliveries SET state = 'failed_over', last_error = $3, updated_at = $4 WHERE {MINE}"),
-                    &[&id, &epoch, error, &now],
-                )
-                .await?;
-            if changed == 1 {
-                execute(tx, "INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at, created_at,
-                                             enqueued_at, updated_at, fallback_of)
-                     SELECT notification_id, $2, group_key, 'pending', $3, created_at, $3, $3, id
-                     FROM deliveries WHERE id = $1",
-                    &[&id, to, &now],
-                )
-                .await?;
-            }
-            (changed, true)
+            .await?
         }
-        Completion::Release => (
-            execute(tx, &format!("UPDATE deliveries SET state = 'pending', attempts = GREATEST(attempts - 1, 0), updated_at = $3 WHERE {MINE}"),
-                &[&id, &epoch, &now],
-            )
-            .await?,
-            true,
-        ),
-        Completion::Dead { error } => (
-            execute(tx, &format!("UPDATE deliveries SET state = 'dead', last_error = $3, updated_at = $4 WHERE {MINE}"),
+        Completion::Dead { error } => {
+            query_one(
+                c,
+                &format!("WITH done AS (UPDATE deliveries SET state = 'dead', last_error = $3, updated_at = $4 WHERE {MINE} RETURNING channel, group_key) {ENDED}"),
                 &[&id, &epoch, error, &now],
             )
-            .await?,
-            false,
-        ),
+            .await?
+        }
+        Completion::RetryAt { at, error } => {
+            query_one(
+                c,
+                &format!("WITH done AS (UPDATE deliveries SET state = 'pending', next_attempt_at = $3, last_error = $4, updated_at = $5 WHERE {MINE} RETURNING id) {REOPENED}"),
+                &[&id, &epoch, at, error, &now],
+            )
+            .await?
+        }
+        Completion::Release => {
+            query_one(
+                c,
+                &format!("WITH done AS (UPDATE deliveries SET state = 'pending', attempts = GREATEST(attempts - 1, 0), updated_at = $3 WHERE {MINE} RETURNING id) {REOPENED}"),
+                &[&id, &epoch, &now],
+            )
+            .await?
+        }
+        Completion::FailOver { to, error } => {
+            query_one(
+                c,
+                &format!(
+                    "WITH done AS (UPDATE deliveries SET state = 'failed_over', last_error = $3, updated_at = $4 WHERE {MINE}
+                                   RETURNING id, notification_id, group_key, created_at),
+                          fallback AS (INSERT INTO deliveries (notification_id, channel, group_key, state, next_attempt_at,
+                                                               created_at, enqueued_at, updated_at, fallback_of)
+                                       SELECT notification_id, $5, group_key, 'pending', $4, created_at, $4, $4, id FROM done
+                                       RETURNING id)
+                     SELECT EXISTS (SELECT 1 FROM fallback), EXISTS (SELECT 1 FROM fallback)"
+                ),
+                &[&id, &epoch, error, &now, to],
+            )
+            .await?
+        }
     };
-    if changed != 1 {
-        return Ok(false);
-    }
-    // A finished row may have held up a later delivery of its group.
-    let wakes = wakes
-        || query_one(
-            tx,
-            "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN deliveries e
-                     ON e.channel = d.channel AND e.group_key = d.group_key
-                     AND e.state IN ('pending', 'inflight')
-                 WHERE d.id = $1)",
-            &[&id],
-        )
-        .await?
-        .get::<_, bool>(0);
-    Ok(wakes)
+    let (changed, wakes): (bool, bool) = (row.get(0), row.get(1));
+    Ok(changed && wakes)
 }
 
 pub(super) async fn stats(c: &impl GenericClient) -> Result<Stats, StoreError> {
