@@ -259,6 +259,53 @@ fn every_amrelay_alert_is_unit_tested_firing_and_reads_only_exported_metrics() {
     }
 }
 
+/// GitHub's anchor for a Markdown heading: lower case, punctuation other than `-` and
+/// `_` dropped, spaces to `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every alert's runbook_url names a section of docs/runbook.md, its own, and every
+/// link inside the runbook lands on a heading.
+#[test]
+fn every_amrelay_alerts_runbook_url_points_to_its_section_of_the_runbook() {
+    let runbook = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbook.md"));
+    let anchors: Vec<String> = runbook
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| anchor(l.trim_start_matches('#')))
+        .collect();
+    let rules = read(&deploy("prometheus").join(AMRELAY_RULES));
+    let urls: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .collect();
+    let alerts = alert_names(&rules);
+    assert_eq!(urls.len(), alerts.len(), "one runbook_url per alert");
+    for (alert, url) in alerts.iter().zip(urls) {
+        let fragment = url.trim_matches('"').rsplit_once('#').map(|(_, f)| f);
+        assert_eq!(fragment, Some(anchor(alert).as_str()), "{alert}: {url}");
+        assert!(
+            anchors.contains(&anchor(alert)),
+            "docs/runbook.md has no section {alert}"
+        );
+    }
+    let links = regex::Regex::new(r"\]\(#([a-z0-9_-]+)\)").unwrap();
+    for link in links.captures_iter(&runbook) {
+        assert!(
+            anchors.contains(&link[1].to_owned()),
+            "a link to #{} with no heading",
+            &link[1]
+        );
+    }
+}
+
 /// The unit tests fail when a threshold or a `for` is changed: they pin the behaviour.
 #[test]
 fn amrelay_rule_unit_tests_fail_on_a_changed_threshold_or_for() {
