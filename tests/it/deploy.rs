@@ -32,14 +32,14 @@ pub(crate) fn read(path: &Path) -> String {
 }
 
 /// Runs `program` to completion; the packages are installed by scripts/test.
-fn run(program: &str, args: &[&str]) -> Output {
+pub(crate) fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program} (scripts/test installs it): {e}"))
 }
 
-fn shown(out: &Output) -> String {
+pub(crate) fn shown(out: &Output) -> String {
     format!(
         "{}\n--- stdout\n{}\n--- stderr\n{}",
         out.status,
@@ -48,11 +48,11 @@ fn shown(out: &Output) -> String {
     )
 }
 
-fn assert_passes(what: &str, out: &Output) {
+pub(crate) fn assert_passes(what: &str, out: &Output) {
     assert!(out.status.success(), "{what} failed: {}", shown(out));
 }
 
-fn assert_refused(what: &str, out: &Output) {
+pub(crate) fn assert_refused(what: &str, out: &Output) {
     assert!(
         !out.status.success(),
         "{what} passed, but it was broken on purpose: {}",
@@ -60,7 +60,7 @@ fn assert_refused(what: &str, out: &Output) {
     );
 }
 
-fn path_str(p: &Path) -> &str {
+pub(crate) fn path_str(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temp path")
 }
 
