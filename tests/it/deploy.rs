@@ -321,8 +321,8 @@ fn amrelay_rule_unit_tests_fail_on_a_changed_threshold_or_for() {
             "AmrelayDown fires after 1m of failed scrapes and resolves on the first good one",
         ),
         (
-            "reason=~\"store_full|store_error\"",
-            "reason=~\"store_error\"",
+            "reason=~\"store_full|store_error|overloaded\"",
+            "reason=~\"store_error|overloaded\"",
             "refused webhooks alert by reason, a full or failing store as critical",
         ),
         (
