@@ -1,5 +1,5 @@
 //! The files under `deploy/`, checked by the tools that read them: `promtool` (both
-//! Prometheus profiles, the failover rules and their unit tests), the blackbox
+//! Prometheus profiles, the failover rules, amrelay's own alerts and their unit tests), the blackbox
 //! exporter's own check, and `amtool` (the Alertmanager HA-pair config and its failover
 //! route). Each check is also shown refusing a broken copy, so a pass means the tool
 //! looked. Last, a smoke test with the real `prometheus` and blackbox exporter: how long
@@ -32,14 +32,14 @@ pub(crate) fn read(path: &Path) -> String {
 }
 
 /// Runs `program` to completion; the packages are installed by scripts/test.
-fn run(program: &str, args: &[&str]) -> Output {
+pub(crate) fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program} (scripts/test installs it): {e}"))
 }
 
-fn shown(out: &Output) -> String {
+pub(crate) fn shown(out: &Output) -> String {
     format!(
         "{}\n--- stdout\n{}\n--- stderr\n{}",
         out.status,
@@ -48,11 +48,11 @@ fn shown(out: &Output) -> String {
     )
 }
 
-fn assert_passes(what: &str, out: &Output) {
+pub(crate) fn assert_passes(what: &str, out: &Output) {
     assert!(out.status.success(), "{what} failed: {}", shown(out));
 }
 
-fn assert_refused(what: &str, out: &Output) {
+pub(crate) fn assert_refused(what: &str, out: &Output) {
     assert!(
         !out.status.success(),
         "{what} passed, but it was broken on purpose: {}",
@@ -60,7 +60,7 @@ fn assert_refused(what: &str, out: &Output) {
     );
 }
 
-fn path_str(p: &Path) -> &str {
+pub(crate) fn path_str(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temp path")
 }
 
@@ -106,14 +106,18 @@ fn both_prometheus_profiles_and_their_rules_pass_promtool_check_config() {
         let out = run("promtool", &["check", "config", path_str(&config)]);
         assert_passes(&format!("promtool check config ({profile})"), &out);
         // check config also checks the rule files the config names.
-        let rules = format!("failover.{profile}.rules.yml");
-        assert!(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .any(|l| l.starts_with("Checking ") && l.ends_with(&rules)),
-            "the {profile} profile should load {rules}: {}",
-            shown(&out)
-        );
+        for rules in [
+            format!("failover.{profile}.rules.yml"),
+            AMRELAY_RULES.into(),
+        ] {
+            assert!(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .any(|l| l.starts_with("Checking ") && l.ends_with(&rules)),
+                "the {profile} profile should load {rules}: {}",
+                shown(&out)
+            );
+        }
     }
 
     // A scrape_timeout longer than the interval, and a rule that does not parse.
@@ -193,6 +197,155 @@ fn failover_rule_unit_tests_pass_for_both_profiles() {
         let test = dir.join(format!("tests/{profile}.test.yml"));
         let out = run("promtool", &["test", "rules", path_str(&test)]);
         assert_passes(&format!("promtool test rules ({profile})"), &out);
+    }
+}
+
+const AMRELAY_RULES: &str = "amrelay.rules.yml";
+
+/// The alert names in a rules file, in order.
+pub(crate) fn alert_names(rules: &str) -> Vec<String> {
+    rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn amrelay_rules_pass_promtool_and_their_unit_tests() {
+    let rules = deploy("prometheus").join(AMRELAY_RULES);
+    let out = run("promtool", &["check", "rules", path_str(&rules)]);
+    assert_passes("promtool check rules (amrelay)", &out);
+    let test = deploy("prometheus/tests/amrelay.test.yml");
+    let out = run("promtool", &["test", "rules", path_str(&test)]);
+    assert_passes("promtool test rules (amrelay)", &out);
+}
+
+/// Each alert in amrelay.rules.yml has a case in the unit tests where it fires (and
+/// its expected labels are checked), and every amrelay metric it reads is one amrelay
+/// exports (src/telemetry/metrics.rs), so a renamed metric cannot leave a silent rule.
+#[test]
+fn every_amrelay_alert_is_unit_tested_firing_and_reads_only_exported_metrics() {
+    let rules = read(&deploy("prometheus").join(AMRELAY_RULES));
+    let tests = read(&deploy("prometheus/tests/amrelay.test.yml"));
+    let alerts = alert_names(&rules);
+    assert!(alerts.len() >= 10, "{alerts:?}");
+    for alert in &alerts {
+        assert!(
+            alert.starts_with("Amrelay"),
+            "{alert}: Alertmanager routes Amrelay* by name"
+        );
+        let firing = format!("alertname: {alert}\n        exp_alerts:\n          - exp_labels:");
+        assert!(tests.contains(&firing), "no unit test where {alert} fires");
+    }
+
+    let source = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry/metrics.rs"));
+    let re = regex::Regex::new(r"amrelay_[a-z_]+").unwrap();
+    let mut used: Vec<&str> = rules
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| re.find_iter(l).map(|m| m.as_str()))
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() >= 8, "{used:?}");
+    for metric in used {
+        // Counters are registered without `_total`, which the client library adds.
+        let registered = metric.strip_suffix("_total").unwrap_or(metric);
+        assert!(
+            source.contains(&format!("\"{registered}\"")),
+            "amrelay.rules.yml reads {metric}, which src/telemetry/metrics.rs does not register"
+        );
+    }
+}
+
+/// GitHub's anchor for a Markdown heading: lower case, punctuation other than `-` and
+/// `_` dropped, spaces to `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every alert's runbook_url names a section of docs/runbook.md, its own, and every
+/// link inside the runbook lands on a heading.
+#[test]
+fn every_amrelay_alerts_runbook_url_points_to_its_section_of_the_runbook() {
+    let runbook = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbook.md"));
+    let anchors: Vec<String> = runbook
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| anchor(l.trim_start_matches('#')))
+        .collect();
+    let rules = read(&deploy("prometheus").join(AMRELAY_RULES));
+    let urls: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .collect();
+    let alerts = alert_names(&rules);
+    assert_eq!(urls.len(), alerts.len(), "one runbook_url per alert");
+    for (alert, url) in alerts.iter().zip(urls) {
+        let fragment = url.trim_matches('"').rsplit_once('#').map(|(_, f)| f);
+        assert_eq!(fragment, Some(anchor(alert).as_str()), "{alert}: {url}");
+        assert!(
+            anchors.contains(&anchor(alert)),
+            "docs/runbook.md has no section {alert}"
+        );
+    }
+    let links = regex::Regex::new(r"\]\(#([a-z0-9_-]+)\)").unwrap();
+    for link in links.captures_iter(&runbook) {
+        assert!(
+            anchors.contains(&link[1].to_owned()),
+            "a link to #{} with no heading",
+            &link[1]
+        );
+    }
+}
+
+/// The unit tests fail when a threshold or a `for` is changed: they pin the behaviour.
+#[test]
+fn amrelay_rule_unit_tests_fail_on_a_changed_threshold_or_for() {
+    let cases = [
+        (
+            "> 300",
+            "> 600",
+            "AmrelayDeliveryStuck fires once per channel, not per instance, after 5m + 1m",
+        ),
+        (
+            "== 0 or absent",
+            "== 2 or absent",
+            "AmrelayDown fires after 1m of failed scrapes and resolves on the first good one",
+        ),
+        (
+            "reason=~\"store_full|store_error|overloaded\"",
+            "reason=~\"store_error|overloaded\"",
+            "refused webhooks alert by reason, a full or failing store as critical",
+        ),
+        (
+            "state=~\"failed|interrupted\"} == 1",
+            "state=~\"failed|interrupted\"} == 1\n        for: 1m",
+            "the endpoint failed or interrupted fires at once; standby and promoted do not",
+        ),
+    ];
+    for (from, to, failing_test) in cases {
+        let copy = prometheus_copy();
+        let rules = copy.path().join(AMRELAY_RULES);
+        edit(&rules, from, to);
+        let test = copy.path().join("tests/amrelay.test.yml");
+        let out = run("promtool", &["test", "rules", path_str(&test)]);
+        assert_refused(
+            &format!("promtool test rules (amrelay, {from:?} -> {to:?})"),
+            &out,
+        );
+        assert!(
+            shown(&out).contains(&format!("name: {failing_test},")),
+            "{from:?} -> {to:?}: expected {failing_test:?} to fail: {}",
+            shown(&out)
+        );
     }
 }
 
@@ -295,6 +448,22 @@ fn alertmanager_config_passes_amtool_and_routes_primary_down_to_the_failover_rou
     assert!(primary_down.contains(failover), "{primary_down}");
     let other = route(&["alertname=DiskFull", "severity=critical"]);
     assert!(!other.contains("PrimaryDown"), "{other}");
+
+    // amrelay's own alerts never go through amrelay: every one, by name.
+    let rules = read(&deploy("prometheus").join(AMRELAY_RULES));
+    for alert in alert_names(&rules) {
+        let tree = route(&[&format!("alertname={alert}"), "severity=critical"]);
+        assert!(
+            tree.contains("receiver: ops-email-direct") && !tree.contains("receiver: amrelay"),
+            "{alert} should go to ops-email-direct only: {tree}"
+        );
+    }
+    let text = read(Path::new(config));
+    let direct = &text[text.find("- name: ops-email-direct").expect("the receiver")..];
+    assert!(
+        direct.contains("email_configs:") && !direct.contains("webhook_configs"),
+        "{direct}"
+    );
 
     let copy = tempfile::tempdir().unwrap();
     let broken = copy.path().join("alertmanager.yml");
@@ -409,11 +578,9 @@ pub(crate) fn fast_profile(
         config = replaced(&config, from, to);
     }
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    std::fs::copy(
-        deploy("prometheus/failover.fast.rules.yml"),
-        dir.join("failover.fast.rules.yml"),
-    )
-    .unwrap();
+    for rules in ["failover.fast.rules.yml", AMRELAY_RULES] {
+        std::fs::copy(deploy("prometheus").join(rules), dir.join(rules)).unwrap();
+    }
     let d = |p: &str| dir.join(p).display().to_string();
     let children = Children(vec![
         spawn(

@@ -19,5 +19,6 @@ mod ha;
 mod hostile;
 mod ingest;
 mod layers;
+mod package;
 mod process;
 mod promotion;
