@@ -9,6 +9,7 @@ mod recorder;
 mod smtp_relay;
 
 mod alertmanager;
+mod backends;
 mod collector;
 mod delivery;
 mod deploy;
