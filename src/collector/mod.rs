@@ -118,15 +118,10 @@ pub async fn run_alone(
     let router = axum::Router::new()
         .route(
             "/metrics",
-            get(move || async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    m.encode(),
-                )
-                    .into_response()
+            get(move |headers: axum::http::HeaderMap| async move {
+                let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+                let (content_type, body) = m.exposition(accept);
+                ([(header::CONTENT_TYPE, content_type)], body).into_response()
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }));

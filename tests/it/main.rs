@@ -15,6 +15,7 @@ mod deploy;
 mod drill;
 mod email;
 mod endpoint;
+mod exposition;
 mod ha;
 mod hostile;
 mod ingest;
