@@ -319,6 +319,39 @@ fn promotion_channel_problems_name_their_keys() {
 }
 
 #[test]
+fn a_promotion_url_copied_with_its_endpoint_path_means_the_base_above_it() {
+    let url = |u: &str| {
+        let s = load_str(&format!(
+            r#"
+            [[channels]]
+            name = "promote"
+            kind = "promotion"
+            url = "{u}"
+            target = "primary"
+            secret_env = "PATH"
+            [[routes]]
+            channels = ["promote"]
+            "#
+        ))
+        .unwrap();
+        let ChannelKind::Promotion(p) = &s.channels[0].kind else {
+            panic!("not a promotion channel")
+        };
+        p.url.to_string()
+    };
+    for (given, base) in [
+        ("http://backup:9098", "http://backup:9098/"),
+        ("http://backup:9098/v1/promote", "http://backup:9098/"),
+        ("http://backup:9098/v1/promote/", "http://backup:9098/"),
+        ("http://backup:9098/v1/promotion", "http://backup:9098/"),
+        ("https://lb/amrelay/v1/promote", "https://lb/amrelay/"),
+        ("https://lb/amrelay/", "https://lb/amrelay/"),
+    ] {
+        assert_eq!(url(given), base, "url = {given:?}");
+    }
+}
+
+#[test]
 fn a_whsec_secret_must_be_base64() {
     std::env::set_var("AMRELAY_TEST_CONFIG_BAD_WHSEC", "whsec_not base64!");
     names_keys(
