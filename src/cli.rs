@@ -191,17 +191,9 @@ fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
+/// The settings, or every problem on stderr, one line each (where, key, what).
 fn load_or_report(path: Option<&Path>) -> Option<Settings> {
-    match Settings::load(path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let name = path.map_or("built-in defaults".into(), |p| p.display().to_string());
-            for p in &e.0 {
-                eprintln!("{name}: {p}");
-            }
-            None
-        }
-    }
+    Settings::load(path).map_err(|e| eprintln!("{e}")).ok()
 }
 
 /// `amrelay serve`: until SIGTERM; SIGHUP reloads the file.
@@ -349,10 +341,7 @@ pub fn collect(path: Option<&Path>) -> ExitCode {
     let settings = match Settings::load_for_collect(path) {
         Ok(s) => s,
         Err(e) => {
-            let name = path.map_or("built-in defaults".into(), |p| p.display().to_string());
-            for p in &e.0 {
-                eprintln!("{name}: {p}");
-            }
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -420,9 +409,7 @@ pub fn check_config(config: &Path) -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            for p in &e.0 {
-                eprintln!("{}: {p}", config.display());
-            }
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
