@@ -108,11 +108,10 @@ pub async fn run_alone(
     if !settings.collector.enabled() {
         anyhow::bail!("collector.targets: `amrelay collect` needs at least one target");
     }
+    // Bound first: a taken port stops it before anything says it started.
+    let listener = crate::net::listen("server.listen", settings.server.listen).await?;
     let metrics = Arc::new(Metrics::new());
     let collector = Collector::start(&settings, &metrics, &crate::net::client()?)?;
-    let listener = tokio::net::TcpListener::bind(settings.server.listen)
-        .await
-        .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
     tracing::info!(addr = %settings.server.listen, "collector serving /metrics");
     let m = metrics.clone();
     let router = axum::Router::new()

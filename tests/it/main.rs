@@ -9,6 +9,7 @@ mod recorder;
 mod smtp_relay;
 
 mod alertmanager;
+mod cli;
 mod collector;
 mod delivery;
 mod deploy;

@@ -77,9 +77,7 @@ impl Endpoint {
             metrics.promotion_run(run_outcome::INTERRUPTED, None);
         }
         metrics.promotion_status(&store.status()?);
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding promotion_endpoint.listen {}", settings.listen))?;
+        let listener = crate::net::listen("promotion_endpoint.listen", settings.listen).await?;
         Ok(Endpoint {
             listener,
             shared: Arc::new(Shared {
