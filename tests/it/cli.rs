@@ -132,6 +132,85 @@ async fn status_and_promote_without_a_listening_admin_api_say_so_and_how_to_fix_
 }
 
 #[tokio::test]
+async fn every_command_and_flag_has_help_and_the_man_pages_and_completions_are_made_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man1");
+    let out = amrelay(&["man", "--dir", man.to_str().unwrap()], dir.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut pages: Vec<String> = std::fs::read_dir(&man)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for page in [
+        "amrelay.1",
+        "amrelay-serve.1",
+        "amrelay-check-config.1",
+        "amrelay-dead-letters-list.1",
+        "amrelay-dead-letters-requeue.1",
+        "amrelay-promotion-show.1",
+        "amrelay-promotion-reset.1",
+        "amrelay-completions.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page} not in {pages:?}");
+    }
+    // In each page, every option (`.TP` then its name) is followed by its help text,
+    // and every command has a description.
+    for page in &pages {
+        let roff = std::fs::read_to_string(man.join(page)).unwrap();
+        let lines: Vec<&str> = roff.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if *l == ".TP" {
+                let help = lines.get(i + 2).copied().unwrap_or(".");
+                assert!(
+                    !help.starts_with('.') && !help.trim().is_empty(),
+                    "{page}: {} has no help text",
+                    lines[i + 1]
+                );
+            }
+        }
+        let description = roff.split(".SH DESCRIPTION").nth(1).unwrap_or("");
+        assert!(
+            description.trim_start().len() > 10 || page.starts_with("amrelay-help"),
+            "{page} has no description"
+        );
+    }
+    let out = amrelay(&["man"], dir.path(), &[]);
+    assert!(
+        text(&out.stdout).starts_with(".ie \\n(.g .ds Aq \\(aq"),
+        "a roff page on stdout"
+    );
+
+    for (shell, mark) in [
+        ("bash", "_amrelay()"),
+        ("zsh", "#compdef amrelay"),
+        ("fish", "complete -c amrelay"),
+    ] {
+        let out = amrelay(&["completions", shell], dir.path(), &[]);
+        assert!(out.status.success());
+        let script = text(&out.stdout);
+        assert!(script.contains(mark), "{shell}");
+        assert!(
+            script.contains("dead-letters") && script.contains("requeue"),
+            "{shell}"
+        );
+    }
+    // bash itself reads the script without an error.
+    let script = dir.path().join("amrelay.bash");
+    std::fs::write(
+        &script,
+        amrelay(&["completions", "bash"], dir.path(), &[]).stdout,
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
 async fn collect_and_serve_on_a_taken_port_name_the_key_and_never_say_started() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
