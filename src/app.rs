@@ -75,15 +75,9 @@ impl App {
             schema_version = opened.schema_version,
             "store open"
         );
-        let listener = TcpListener::bind(settings.server.listen)
-            .await
-            .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
+        let listener = crate::net::listen("server.listen", settings.server.listen).await?;
         let admin = match &settings.admin {
-            Some(a) => Some(
-                TcpListener::bind(a.listen)
-                    .await
-                    .with_context(|| format!("binding admin.listen {}", a.listen))?,
-            ),
+            Some(a) => Some(crate::net::listen("admin.listen", a.listen).await?),
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
@@ -167,6 +161,9 @@ impl App {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         tracing::info!(%addr, store = %self.settings.storage.path.display(), channels = self.settings.channels.len(), "amrelay listening");
+        if open_to_anyone(addr, self.settings.server.auth.as_ref()) {
+            tracing::warn!(%addr, "server.listen is reachable from other hosts and webhooks need no credentials: anyone who can reach it can post alerts (and so set off a promotion channel); set server.bearer_token_file or server.basic_auth, and send them from Alertmanager's http_config");
+        }
         warn_unconfigured(&self.state, &self.settings).await;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let admin = self.admin.map(|listener| {
@@ -338,6 +335,11 @@ fn same_endpoint(a: &Settings, b: &Settings) -> bool {
 }
 
 /// Deliveries waiting for a channel the configuration no longer has are never sent.
+/// Webhooks without credentials on an address other hosts can reach (0.0.0.0 included).
+fn open_to_anyone(listen: std::net::SocketAddr, auth: Option<&crate::config::HttpAuth>) -> bool {
+    auth.is_none() && !listen.ip().is_loopback()
+}
+
 async fn warn_unconfigured(state: &AppState, settings: &Settings) {
     if let Ok(stats) = state.outbox.stats().await {
         for c in stats
@@ -399,6 +401,27 @@ async fn housekeeping(state: Arc<AppState>) {
                     tracing::error!(error = %e, "cannot count the undelivered rows");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_to_anyone;
+    use crate::config::HttpAuth;
+
+    #[test]
+    fn only_a_non_loopback_listener_without_credentials_is_open_to_anyone() {
+        let bearer = HttpAuth::Bearer("t".to_owned().into());
+        for (addr, auth, open) in [
+            ("127.0.0.1:9097", None, false),
+            ("[::1]:9097", None, false),
+            ("0.0.0.0:9097", None, true),
+            ("[::]:9097", None, true),
+            ("192.0.2.7:9097", None, true),
+            ("0.0.0.0:9097", Some(&bearer), false),
+        ] {
+            assert_eq!(open_to_anyone(addr.parse().unwrap(), auth), open, "{addr}");
         }
     }
 }

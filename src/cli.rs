@@ -100,9 +100,38 @@ pub fn admin_call(
             }
         }
         Err(e) => {
-            eprintln!("{url}: {e}");
+            eprintln!(
+                "amrelay: {}",
+                no_answer(admin_url.trim_end_matches('/'), &e)
+            );
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Why an admin API call got no answer, in a sentence (not reqwest's chain).
+fn no_answer(admin_url: &str, e: &reqwest::Error) -> String {
+    let mut io = None;
+    let mut innermost: &dyn std::error::Error = e;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(i) = s.downcast_ref::<std::io::Error>() {
+            io.get_or_insert(i.kind());
+        }
+        innermost = s;
+        source = s.source();
+    }
+    let hint = "amrelay serves the admin API only with an [admin] section (admin.listen, \
+                default 127.0.0.1:9099): is `amrelay serve` running with one, and is \
+                --admin-url that address?";
+    if io == Some(std::io::ErrorKind::ConnectionRefused) {
+        format!("connection refused at {admin_url}; {hint}")
+    } else if e.is_timeout() {
+        format!("no answer from {admin_url} within 10s")
+    } else if e.is_connect() {
+        format!("cannot connect to {admin_url} ({innermost}); {hint}")
+    } else {
+        format!("{admin_url}: {innermost}")
     }
 }
 
@@ -191,17 +220,9 @@ fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
+/// The settings, or every problem on stderr, one line each (where, key, what).
 fn load_or_report(path: Option<&Path>) -> Option<Settings> {
-    match Settings::load(path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let name = path.map_or("built-in defaults".into(), |p| p.display().to_string());
-            for p in &e.0 {
-                eprintln!("{name}: {p}");
-            }
-            None
-        }
-    }
+    Settings::load(path).map_err(|e| eprintln!("{e}")).ok()
 }
 
 /// `amrelay serve`: until SIGTERM; SIGHUP reloads the file.
@@ -349,10 +370,7 @@ pub fn collect(path: Option<&Path>) -> ExitCode {
     let settings = match Settings::load_for_collect(path) {
         Ok(s) => s,
         Err(e) => {
-            let name = path.map_or("built-in defaults".into(), |p| p.display().to_string());
-            for p in &e.0 {
-                eprintln!("{name}: {p}");
-            }
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -420,9 +438,7 @@ pub fn check_config(config: &Path) -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            for p in &e.0 {
-                eprintln!("{}: {p}", config.display());
-            }
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -1,16 +1,17 @@
-//! The `amrelay` command line: parse arguments, load config, start telemetry, run.
+//! The `amrelay` command line: parse arguments and dispatch to `amrelay::cli`. Shell
+//! completions and the man pages are generated from these definitions.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use amrelay::cli::{self, DeadLetters};
 
 #[derive(Parser)]
 #[command(
     name = "amrelay",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AMRELAY_REVISION"), ")"),
     about = "Alertmanager in, notifications out, nothing lost on the way"
 )]
 struct Cli {
@@ -24,11 +25,13 @@ enum Command {
     Serve(ConfigArg),
     /// Load the configuration exactly as `serve` would, and report every problem.
     CheckConfig {
+        /// The TOML config file to check; AMRELAY__SECTION__KEY variables apply too.
         #[arg(long)]
         config: PathBuf,
     },
     /// Send one clearly marked test message through one channel and report the answer.
     SendTest {
+        /// The TOML config file that defines the channel.
         #[arg(long)]
         config: PathBuf,
         /// The channel's name in the config.
@@ -47,6 +50,7 @@ enum Command {
         /// Why: kept with the incident and sent to the outcome channels.
         #[arg(long)]
         reason: String,
+        /// Promote even within the channel's cooldown after an earlier promotion.
         #[arg(long)]
         force: bool,
         #[command(flatten)]
@@ -70,18 +74,34 @@ enum Command {
         #[command(subcommand)]
         command: PromotionCommand,
     },
+    /// Print the completion script for SHELL on stdout, e.g.
+    /// `amrelay completions bash > /usr/share/bash-completion/completions/amrelay`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page amrelay(1) on stdout, or write it and one page per command
+    /// (amrelay-serve(1), ...) into --dir.
+    Man {
+        /// A directory for all the pages, e.g. /usr/local/share/man/man1.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
 enum PromotionCommand {
     /// Print the state, the epoch, the last run and the last reset.
     Show {
+        /// The backup's TOML config file (its [promotion_endpoint] and storage.path).
         #[arg(long)]
         config: PathBuf,
     },
     /// The manual failback: `promoted` (or failed/interrupted) back to `standby`, the
     /// epoch kept, so the next incident may promote again. Works while `serve` runs.
     Reset {
+        /// The backup's TOML config file (its [promotion_endpoint] and storage.path).
         #[arg(long)]
         config: PathBuf,
         /// Why, for the record (kept with who ran it).
@@ -92,7 +112,8 @@ enum PromotionCommand {
 
 #[derive(Args)]
 struct ConfigArg {
-    /// The TOML config file; AMRELAY__SECTION__KEY environment variables override it.
+    /// The TOML config file (without it, the built-in defaults: the store under ./data);
+    /// AMRELAY__SECTION__KEY environment variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -109,17 +130,23 @@ struct AdminArgs {
 
 #[derive(Subcommand)]
 enum DeadLetterCommand {
+    /// Print the dead letters, oldest first: id, channel, attempts, when the notification
+    /// was received and when it died, its title and the last error.
     List {
         #[command(flatten)]
         config: ConfigArg,
+        /// Print at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Send dead letters again: back to the outbox, attempts and max_age started afresh.
+    /// Exits 1 naming any id that is not a dead letter. Safe while `serve` runs.
     Requeue {
         #[command(flatten)]
         config: ConfigArg,
         /// Delivery ids, as `list` shows them.
         ids: Vec<i64>,
+        /// Every dead letter.
         #[arg(long, conflicts_with = "ids")]
         all: bool,
     },
@@ -167,5 +194,32 @@ fn main() -> ExitCode {
             PromotionCommand::Show { config } => cli::promotion(&config, None),
             PromotionCommand::Reset { config, reason } => cli::promotion(&config, Some(&reason)),
         },
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "amrelay",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(dir.as_deref()),
+    }
+}
+
+/// amrelay(1) on stdout, or every command's page into `dir`.
+fn man(dir: Option<&Path>) -> ExitCode {
+    let written = match dir {
+        None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), dir)),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let place = dir.map_or("stdout".into(), |d| d.display().to_string());
+            eprintln!("amrelay: cannot write the man pages to {place}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -108,25 +108,19 @@ pub async fn run_alone(
     if !settings.collector.enabled() {
         anyhow::bail!("collector.targets: `amrelay collect` needs at least one target");
     }
+    // Bound first: a taken port stops it before anything says it started.
+    let listener = crate::net::listen("server.listen", settings.server.listen).await?;
     let metrics = Arc::new(Metrics::new());
     let collector = Collector::start(&settings, &metrics, &crate::net::client()?)?;
-    let listener = tokio::net::TcpListener::bind(settings.server.listen)
-        .await
-        .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
     tracing::info!(addr = %settings.server.listen, "collector serving /metrics");
     let m = metrics.clone();
     let router = axum::Router::new()
         .route(
             "/metrics",
-            get(move || async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    m.encode(),
-                )
-                    .into_response()
+            get(move |headers: axum::http::HeaderMap| async move {
+                let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+                let (content_type, body) = m.exposition(accept);
+                ([(header::CONTENT_TYPE, content_type)], body).into_response()
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }));

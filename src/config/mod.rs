@@ -7,6 +7,7 @@ mod email;
 mod promotion;
 mod promotion_endpoint;
 mod raw;
+mod source;
 mod storage;
 mod values;
 
@@ -25,6 +26,7 @@ pub use storage::{PostgresSettings, PostgresTls, StorageBackend, StorageSettings
 pub use values::Rate;
 
 pub use collector::{CollectorSettings, RemoteWriteSettings, TargetSettings};
+pub use source::{Origin, Problem};
 
 use crate::domain::Matcher;
 use raw::{RawChannel, RawConfig, RawRoute};
@@ -200,9 +202,10 @@ pub struct RouteSettings {
     pub continue_: bool,
 }
 
-/// Every problem found, each naming its key.
+/// Every problem found, each naming its key and where it is (a line of the file, or
+/// the environment variable that set it). Displayed one line per problem.
 #[derive(Debug)]
-pub struct ConfigErrors(pub Vec<String>);
+pub struct ConfigErrors(pub Vec<Problem>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -231,41 +234,62 @@ impl Settings {
 
     /// Loads the file (or only the built-in defaults) with environment overrides.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigErrors> {
-        Settings::from_raw(Settings::load_raw(path)?, path.is_none())
+        Settings::load_from(path, std::env::vars(), false)
     }
 
     /// As [`Settings::load`], for `amrelay collect`: a file with neither channels nor
     /// routes is valid, since collecting alone delivers no notifications.
     pub fn load_for_collect(path: Option<&Path>) -> Result<Settings, ConfigErrors> {
-        let raw = Settings::load_raw(path)?;
-        let alone = raw.channels.is_empty() && raw.routes.is_empty();
-        Settings::from_raw(raw, alone)
+        Settings::load_from(path, std::env::vars(), true)
     }
 
-    fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigErrors> {
-        let mut builder = config::Config::builder();
-        if let Some(path) = path {
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+    /// The file and `env` (the process's environment, or a test's), every problem found
+    /// in one pass and located.
+    fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        for_collect: bool,
+    ) -> Result<Settings, ConfigErrors> {
+        let text = match path {
+            Some(p) => source::read(p).map_err(ConfigErrors)?,
+            None => String::new(),
+        };
+        let mut src = source::Source::open(path, &text, env).map_err(ConfigErrors)?;
+        let raw = src.raw();
+        let builtin_defaults = if for_collect {
+            raw.channels.is_empty() && raw.routes.is_empty() && raw.unread_channels.is_empty()
+        } else {
+            path.is_none()
+        };
+        let built = Settings::from_raw(raw, builtin_defaults);
+        let mut problems = std::mem::take(&mut src.problems);
+        let settings = match built {
+            Ok(s) => Some(s),
+            Err(texts) => {
+                problems.extend(texts.into_iter().map(|t| src.locate(t)));
+                None
+            }
+        };
+        match settings {
+            Some(s) if problems.is_empty() => Ok(s),
+            _ => {
+                // In the file's order; then those without a line; the environment's
+                // last, by variable.
+                fn rank(p: &Problem) -> (u8, usize, &str) {
+                    match &p.origin {
+                        Origin::File { line: Some(l), .. } => (0, *l, ""),
+                        Origin::File { line: None, .. } | Origin::Defaults => (1, 0, ""),
+                        Origin::Env(var) => (2, 0, var.as_str()),
+                    }
+                }
+                problems.sort_by(|a, b| rank(a).cmp(&rank(b)));
+                Err(ConfigErrors(problems))
+            }
         }
-        let built = builder
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
-            .build()
-            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
-        built
-            .try_deserialize()
-            .map_err(|e| ConfigErrors(vec![e.to_string()]))
     }
 
-    fn from_raw(raw: RawConfig, builtin_defaults: bool) -> Result<Settings, ConfigErrors> {
+    /// The typed settings, or every problem as `key: what is wrong`.
+    fn from_raw(raw: RawConfig, builtin_defaults: bool) -> Result<Settings, Vec<String>> {
         let mut p = Problems::default();
         let server = server(&raw, &mut p);
         let storage = storage::storage(&raw.storage, &mut p);
@@ -324,7 +348,7 @@ impl Settings {
         } else {
             (raw.channels, raw.routes)
         };
-        if raw_channels.is_empty() {
+        if raw_channels.is_empty() && raw.unread_channels.is_empty() {
             p.push::<()>("channels", "at least one channel is required");
         }
         let channels: Vec<ChannelSettings> = raw_channels
@@ -337,9 +361,10 @@ impl Settings {
         let names: Vec<&str> = raw_channels
             .iter()
             .filter_map(|c| c.name.as_deref())
+            .chain(raw.unread_channels.iter().flatten().map(String::as_str))
             .collect();
         channel::check_channel_graph(&channels, &names, &mut p);
-        let routes = routes(&raw_routes, &names, &mut p);
+        let routes = routes(&raw_routes, &names, raw.unread_routes, &mut p);
         let promotion_endpoint = raw
             .promotion_endpoint
             .as_ref()
@@ -405,8 +430,9 @@ fn server(raw: &RawConfig, p: &mut Problems) -> ServerSettings {
     }
 }
 
-fn routes(raw: &[RawRoute], names: &[&str], p: &mut Problems) -> Vec<RouteSettings> {
-    if raw.is_empty() {
+/// `unread`: a route could not be read (and was reported), so which is last is unknown.
+fn routes(raw: &[RawRoute], names: &[&str], unread: bool, p: &mut Problems) -> Vec<RouteSettings> {
+    if raw.is_empty() && !unread {
         p.push::<()>(
             "routes",
             "at least one route is required; the last one, without matchers, is the catch-all",
@@ -442,7 +468,7 @@ fn routes(raw: &[RawRoute], names: &[&str], p: &mut Problems) -> Vec<RouteSettin
             continue_: r.continue_,
         });
     }
-    if raw.last().is_some_and(|r| !r.matchers.is_empty()) {
+    if !unread && raw.last().is_some_and(|r| !r.matchers.is_empty()) {
         p.push::<()>(
             format!("routes[{}].matchers", raw.len() - 1),
             "the last route must be a catch-all without matchers, so that no notification goes unrouted",
@@ -500,11 +526,11 @@ impl Problems {
         values::secret(base, file, env).unwrap_or_else(|(key, msg)| self.push(key, msg))
     }
 
-    fn finish(self, settings: Settings) -> Result<Settings, ConfigErrors> {
+    fn finish(self, settings: Settings) -> Result<Settings, Vec<String>> {
         if self.0.is_empty() {
             Ok(settings)
         } else {
-            Err(ConfigErrors(self.0))
+            Err(self.0)
         }
     }
 }

@@ -8,10 +8,12 @@ use secrecy::SecretString;
 
 use super::raw::RawChannel;
 use super::{values, Problems};
+use crate::domain::promotion::{PROMOTE_PATH, STATUS_PATH};
 
 #[derive(Debug, Clone)]
 pub struct PromotionSettings {
     /// The endpoint's base URL; amrelay calls `{url}/v1/promote` and `{url}/v1/promotion`.
+    /// A configured URL that ends in either path is taken as the base above it.
     pub url: Url,
     /// What is promoted, as the endpoint names it; incidents are per target.
     pub target: String,
@@ -48,13 +50,27 @@ pub(super) const KEYS: &[&str] = &[
     "dry_run",
 ];
 
+/// The endpoint's base URL. One that names an endpoint path (`.../v1/promote`, copied
+/// from the protocol's docs, or `.../v1/promotion`) means the base it is under: amrelay
+/// adds the path itself, and would otherwise post to `/v1/promote/v1/promote`.
+fn endpoint_base(mut url: Url) -> Url {
+    let path = url.path().trim_end_matches('/').to_owned();
+    for suffix in [PROMOTE_PATH, STATUS_PATH] {
+        if let Some(base) = path.strip_suffix(suffix) {
+            url.set_path(&format!("{base}/"));
+            break;
+        }
+    }
+    url
+}
+
 pub(super) fn settings(
     c: &RawChannel,
     key: &dyn Fn(&str) -> String,
     p: &mut Problems,
 ) -> Option<PromotionSettings> {
     let url = match c.url.as_deref() {
-        Some(u) => p.url(&key("url"), u),
+        Some(u) => p.url(&key("url"), u).map(endpoint_base),
         None => p.push(key("url"), "is required: the backup's promotion endpoint"),
     };
     let target = match c.target.as_deref() {

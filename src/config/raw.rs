@@ -1,6 +1,27 @@
 //! The config file as written: every key optional, unknown keys refused.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// A number from the file, or the same number as text (an environment variable's value
+/// is always text: `AMRELAY__STORAGE__POOL_SIZE=8`).
+fn whole_number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64> + std::str::FromStr,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(u64),
+        Text(String),
+    }
+    let n = match NumberOrText::deserialize(d)? {
+        NumberOrText::Number(n) => T::try_from(n).ok(),
+        NumberOrText::Text(s) => s.trim().parse().ok(),
+    };
+    n.map(Some)
+        .ok_or_else(|| serde::de::Error::custom("expected a whole number"))
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,6 +35,12 @@ pub(super) struct RawConfig {
     pub routes: Vec<RawRoute>,
     pub promotion_endpoint: Option<RawPromotionEndpoint>,
     pub collector: RawCollector,
+    /// Channels that could not be read (a problem said why), by name when they have one.
+    #[serde(skip)]
+    pub unread_channels: Vec<Option<String>>,
+    /// A route could not be read (a problem said why).
+    #[serde(skip)]
+    pub unread_routes: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,10 +73,12 @@ pub(super) struct RawStorage {
     pub backend: Option<String>,
     pub url_file: Option<String>,
     pub url_env: Option<String>,
+    #[serde(deserialize_with = "whole_number")]
     pub pool_size: Option<usize>,
     pub sslmode: Option<String>,
     pub ca_file: Option<String>,
     pub lease: Option<String>,
+    #[serde(deserialize_with = "whole_number")]
     pub max_pending: Option<u64>,
     pub retention: Option<String>,
 }

@@ -9,7 +9,12 @@ fn load_str(toml: &str) -> Result<Settings, ConfigErrors> {
 }
 
 fn problems(toml: &str) -> Vec<String> {
-    load_str(toml).expect_err("config should be refused").0
+    load_str(toml)
+        .expect_err("config should be refused")
+        .0
+        .into_iter()
+        .map(|p| p.text)
+        .collect()
 }
 
 #[test]
@@ -316,6 +321,39 @@ fn promotion_channel_problems_name_their_keys() {
             "channels[0].outcome_channels[2]",
         ],
     );
+}
+
+#[test]
+fn a_promotion_url_copied_with_its_endpoint_path_means_the_base_above_it() {
+    let url = |u: &str| {
+        let s = load_str(&format!(
+            r#"
+            [[channels]]
+            name = "promote"
+            kind = "promotion"
+            url = "{u}"
+            target = "primary"
+            secret_env = "PATH"
+            [[routes]]
+            channels = ["promote"]
+            "#
+        ))
+        .unwrap();
+        let ChannelKind::Promotion(p) = &s.channels[0].kind else {
+            panic!("not a promotion channel")
+        };
+        p.url.to_string()
+    };
+    for (given, base) in [
+        ("http://backup:9098", "http://backup:9098/"),
+        ("http://backup:9098/v1/promote", "http://backup:9098/"),
+        ("http://backup:9098/v1/promote/", "http://backup:9098/"),
+        ("http://backup:9098/v1/promotion", "http://backup:9098/"),
+        ("https://lb/amrelay/v1/promote", "https://lb/amrelay/"),
+        ("https://lb/amrelay/", "https://lb/amrelay/"),
+    ] {
+        assert_eq!(url(given), base, "url = {given:?}");
+    }
 }
 
 #[test]
@@ -708,4 +746,167 @@ fn a_postgres_store_reads_its_url_from_a_file_and_names_each_bad_key() {
             .any(|m| m.contains("storage.backend: expected \"sqlite\" or \"postgres\"")),
         "{p:?}"
     );
+}
+
+/// Loads `toml` (or no file) with `env` as the environment: every problem, as printed.
+fn printed(toml: Option<&str>, env: &[(&str, &str)]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("amrelay.toml");
+    if let Some(t) = toml {
+        std::fs::write(&path, t).unwrap();
+    }
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let errors = Settings::load_from(toml.map(|_| path.as_path()), env, false)
+        .expect_err("config should be refused");
+    let shown = path.display().to_string();
+    errors
+        .0
+        .iter()
+        .map(|p| p.to_string().replace(&shown, "FILE"))
+        .collect()
+}
+
+const CONSOLE_ROUTED: &str =
+    "[[channels]]\nname = \"c\"\nkind = \"console\"\n[[routes]]\nchannels = [\"c\"]\n";
+
+#[test]
+fn every_problem_of_every_section_is_named_in_one_run_with_its_line() {
+    let p = printed(
+        Some(&format!(
+            "[server]\nlisten_adress = \"0.0.0.0:9097\"\nmax_body = 5\n\
+             [storage]\nmax_pending = \"lots\"\nretension = \"1d\"\n\
+             [dedup]\nwindow = \"soon\"\n\
+             [log]\nformt = \"json\"\n\
+             [admin]\nlisten = \"127.0.0.1:9099\"\ntoken_flie = \"/x\"\n\
+             [[collector.targets]]\njb = \"node\"\nurl = \"http://127.0.0.1:9100/metrics\"\n\
+             [[collector.remote_write]]\nname = \"prom\"\nurl = \"http://127.0.0.1:9090/api/v1/write\"\nbasic_auth = {{ usernme = \"u\" }}\n\
+             [promotion_endpoint]\ntarget = \"primary\"\nsecret_file = \"/x\"\ncomand = [\"/bin/true\"]\n\
+             {CONSOLE_ROUTED}"
+        )),
+        &[],
+    );
+    let want = [
+        "FILE:2: server.listen_adress: unknown key; did you mean `listen`?",
+        "FILE:3: server.max_body: invalid type: integer `5`, expected a string",
+        "FILE:5: storage.max_pending: expected a whole number",
+        "FILE:6: storage.retension: unknown key; did you mean `retention`?",
+        "FILE:8: dedup.window: ",
+        "FILE:10: log.formt: unknown key; did you mean `format`?",
+        "FILE:13: admin.token_flie: unknown key; did you mean `token_file`?",
+        "admin.token_file: the admin API needs token_file or token_env",
+        "FILE:15: collector.targets[0].jb: unknown key; did you mean `job`?",
+        "FILE:20: collector.remote_write[0].basic_auth.usernme: unknown key; did you mean `username`?",
+        "FILE:24: promotion_endpoint.comand: unknown key; did you mean `command`?",
+    ];
+    for w in want {
+        assert!(p.iter().any(|l| l.contains(w)), "{w:?} not in {p:#?}");
+    }
+}
+
+#[test]
+fn a_toml_syntax_error_is_one_clean_line_with_its_place() {
+    let p = printed(Some("[server]\nlisten = \"127.0.0.1:9097\n[dedup]\n"), &[]);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].starts_with("FILE:2:"), "{p:#?}");
+    assert!(p[0].contains(": TOML syntax error: "), "{p:#?}");
+    assert!(
+        !p[0].contains('\n') && !p[0].ends_with(" in FILE"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_channel_that_cannot_be_read_is_reported_once_and_routes_to_it_are_not() {
+    let p = printed(
+        Some(
+            "[[channels]]\nname = \"mail\"\nkind = \"email\"\nport = \"twenty-five\"\n\
+             [[routes]]\nchannels = [\"mail\"]\n",
+        ),
+        &[],
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with("FILE:4: channels[0].port: invalid type"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_problem_set_by_an_environment_variable_names_the_variable() {
+    let p = printed(None, &[("AMRELAY__SERVER__LISTEN", "notanaddr")]);
+    assert_eq!(
+        p,
+        ["AMRELAY__SERVER__LISTEN: server.listen: expected an address like \"127.0.0.1:9097\", got \"notanaddr\""]
+    );
+    let p = printed(
+        Some(CONSOLE_ROUTED),
+        &[
+            ("AMRELAY__SERVER__LISTN", "127.0.0.1:1"),
+            ("AMRELAY__SEVER__LISTEN", "127.0.0.1:1"),
+            ("AMRELAY__CHANNELS__NAME", "x"),
+            ("AMRELAY__STORAGE__POOL_SIZE", "8"),
+            ("AMRELAY__DEDUP__WINDOW", "soon"),
+        ],
+    );
+    let want = [
+        "AMRELAY__SERVER__LISTN: server.listn: unknown key; did you mean AMRELAY__SERVER__LISTEN?",
+        "AMRELAY__SEVER__LISTEN: sever.listen: unknown section; did you mean AMRELAY__SERVER__...?",
+        "AMRELAY__CHANNELS__NAME: channels.name: the environment sets keys of [server]",
+        "AMRELAY__STORAGE__POOL_SIZE: storage.pool_size: applies to backend = \"postgres\"",
+        "AMRELAY__DEDUP__WINDOW: dedup.window: ",
+    ];
+    for w in want {
+        assert!(p.iter().any(|l| l.starts_with(w)), "{w:?} not in {p:#?}");
+    }
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+}
+
+#[test]
+fn numbers_from_the_environment_are_read_as_numbers() {
+    let env = [
+        ("AMRELAY__STORAGE__MAX_PENDING", "500"),
+        ("AMRELAY__SERVER__LISTEN", "127.0.0.1:0"),
+    ];
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let s = Settings::load_from(None, env, false).unwrap();
+    assert_eq!(s.storage.max_pending, 500);
+    assert_eq!(s.server.listen.port(), 0);
+}
+
+#[test]
+fn a_config_path_that_is_a_directory_or_missing_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Settings::load(Some(dir.path())).unwrap_err().to_string();
+    assert!(
+        e.ends_with(
+            ": is a directory; --config takes the TOML file itself (e.g. amrelay.toml in it)"
+        ),
+        "{e}"
+    );
+    let e = Settings::load(Some(&dir.path().join("nope.toml")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("nope.toml: no such file"), "{e}");
+}
+
+#[test]
+fn near_misses_get_a_suggestion_and_far_ones_do_not() {
+    use super::source::did_you_mean;
+    let server = [
+        "listen",
+        "instance",
+        "bearer_token_file",
+        "bearer_token_env",
+        "basic_auth",
+        "max_body",
+        "shutdown_grace",
+    ];
+    assert_eq!(did_you_mean("listen_adress", &server), Some("listen"));
+    assert_eq!(did_you_mean("listn", &server), Some("listen"));
+    assert_eq!(did_you_mean("maxbody", &server), Some("max_body"));
+    assert_eq!(
+        did_you_mean("bearer_token", &server),
+        Some("bearer_token_env")
+    );
+    assert_eq!(did_you_mean("colour", &server), None);
 }

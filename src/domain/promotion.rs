@@ -72,7 +72,7 @@ impl PromoteRequest {
         let epoch = match obj.get("epoch") {
             Some(e) => e
                 .as_u64()
-                .ok_or_else(|| format!("epoch: expected an integer of at least 1, got {e}"))?,
+                .ok_or_else(|| format!("epoch: expected a whole number (0 or more), got {e}"))?,
             None => return Err("epoch: is required".into()),
         };
         Ok(PromoteRequest {

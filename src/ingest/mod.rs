@@ -347,15 +347,11 @@ async fn release(outbox: &Outbox, id: i64, epoch: Epoch) {
     }
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        st.metrics.encode(),
-    )
-        .into_response()
+/// OpenMetrics or the classic text format, as the `Accept` header asks.
+async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = st.metrics.exposition(accept);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {

@@ -4,8 +4,30 @@
 
 pub(crate) mod http;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Binds one of amrelay's listeners; an error names the config `key` to change (and the
+/// variable for it, for the sections an environment variable can set).
+pub(crate) async fn listen(key: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!(bind_error(key, addr, &e)))
+}
+
+fn bind_error(key: &str, addr: SocketAddr, e: &std::io::Error) -> String {
+    let var = format!("AMRELAY__{}", key.replace('.', "__").to_uppercase());
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "{key}: {addr} is in use by another process; set {key} to a free address (in the file, or with {var})"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "{key}: not allowed to listen on {addr} (a port below 1024 needs privileges); set {key} to another address"
+        ),
+        _ => format!("{key}: cannot listen on {addr}: {e}"),
+    }
+}
 
 /// What one attempt came to, as the vendor's documented contract says.
 #[derive(Debug, Clone, PartialEq)]

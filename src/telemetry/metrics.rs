@@ -9,6 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use super::exposition::Format;
 use crate::domain::promotion::{PromotionState, PromotionStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,6 +26,15 @@ pub struct ChannelLabels {
 pub struct InstanceLabels {
     pub instance: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub revision: String,
+}
+
+/// The git commit this binary was built from (build.rs), or "unknown".
+pub(crate) const REVISION: &str = env!("AMRELAY_REVISION");
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelReasonLabels {
@@ -135,6 +145,7 @@ pub struct Metrics {
     pub circuit_state: Family<ChannelLabels, Gauge>,
     pub delivered_here: Family<ChannelLabels, Gauge>,
     pub instance_info: Family<InstanceLabels, Gauge>,
+    pub build_info: Family<BuildLabels, Gauge>,
     pub fallbacks: Family<ChannelLabels, Counter>,
     pub dead_lettered: Family<ChannelLabels, Counter>,
     pub rate_limited_waits: Family<ChannelLabels, Counter>,
@@ -195,6 +206,7 @@ impl Metrics {
             circuit_state: Family::default(),
             delivered_here: Family::default(),
             instance_info: Family::default(),
+            build_info: Family::default(),
             fallbacks: Family::default(),
             dead_lettered: Family::default(),
             rate_limited_waits: Family::default(),
@@ -276,6 +288,12 @@ impl Metrics {
             m.instance_info.clone(),
         );
         r.register(
+            "amrelay_build_info",
+            "The version and git revision amrelay was built from (always 1)",
+            m.build_info.clone(),
+        );
+        r.register_collector(Box::new(super::process::ProcessCollector));
+        r.register(
             "amrelay_fallbacks",
             "Deliveries handed to the channel's fallback",
             m.fallbacks.clone(),
@@ -355,6 +373,12 @@ impl Metrics {
             "Promotion endpoint: 1 for the current state (standby, promoting, promoted, failed, interrupted), 0 for the others",
             m.promotion_state.clone(),
         );
+        m.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                revision: REVISION.to_owned(),
+            })
+            .set(1);
         for reason in REJECT_REASONS {
             let _ = m.rejected.get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
@@ -505,11 +529,22 @@ impl Metrics {
             .inc();
     }
 
+    /// OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The exposition `/metrics` answers for an `Accept` header: its content type and body.
+    pub(crate) fn exposition(&self, accept: Option<&str>) -> (&'static str, String) {
+        let format = super::exposition::negotiate(accept);
+        let body = match format {
+            Format::OpenMetrics => self.encode(),
+            Format::Text => super::exposition::to_text(&self.encode()),
+        };
+        (format.content_type(), body)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Logs (tracing, text or JSON on stderr) and the Prometheus metrics.
 
+pub(crate) mod exposition;
 pub(crate) mod metrics;
+pub(crate) mod process;
 pub(crate) mod reasons;
 
 pub(crate) use metrics::Metrics;

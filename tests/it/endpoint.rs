@@ -220,13 +220,24 @@ async fn a_replayed_request_is_refused_and_a_retry_signed_afresh_is_not() {
 }
 
 #[tokio::test]
-async fn a_skipped_epoch_and_a_stale_key_are_refused_with_409() {
+async fn a_skipped_epoch_and_a_stale_key_are_refused_with_409_and_the_state() {
     let ep = Endpoint::start("promote.sh", "").await;
     let skipped = ep.caller.promote(&request(2)).await;
     assert_eq!(skipped.status, 409, "{}", skipped.json);
     assert_eq!(skipped.json["result"], "refused");
     assert_eq!(skipped.json["epoch"], 0);
     assert_eq!(skipped.json["state"], "standby");
+    // Epoch 0 is stale from the start (the first incident is 1): refused like any other.
+    let zero = ep.caller.promote(&request(0)).await;
+    assert_eq!(zero.status, 409, "{}", zero.json);
+    assert_eq!(
+        (
+            zero.json["result"].as_str(),
+            zero.json["epoch"].as_u64(),
+            zero.json["state"].as_str()
+        ),
+        (Some("refused"), Some(0), Some("standby"))
+    );
     // Key 1 asks to be retried; meanwhile incident 2 promotes; key 1 is then stale.
     std::fs::write(ep.path("exit"), "75").unwrap();
     assert_eq!(ep.caller.promote(&request(1)).await.status, 503);
@@ -235,6 +246,12 @@ async fn a_skipped_epoch_and_a_stale_key_are_refused_with_409() {
     let stale = ep.caller.promote(&request(1)).await;
     assert_eq!(stale.status, 409, "{}", stale.json);
     assert_eq!(stale.json["epoch"], 2);
+    let zero = ep.caller.promote(&request(0)).await;
+    assert_eq!(zero.status, 409, "{}", zero.json);
+    assert_eq!(
+        (zero.json["epoch"].as_u64(), zero.json["state"].as_str()),
+        (Some(2), Some("promoted"))
+    );
     assert_eq!(ep.runs(), vec!["1 primary/1 1", "2 primary/2 1"]);
     ep.stop().await;
 }

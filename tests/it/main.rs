@@ -10,12 +10,14 @@ mod smtp_relay;
 
 mod alertmanager;
 mod backends;
+mod cli;
 mod collector;
 mod delivery;
 mod deploy;
 mod drill;
 mod email;
 mod endpoint;
+mod exposition;
 mod ha;
 mod hostile;
 mod ingest;

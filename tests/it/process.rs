@@ -195,6 +195,70 @@ async fn check_config_names_every_bad_key_and_exits_non_zero() {
     assert!(!amrelay("check-config", &collect, &[]).status.success());
 }
 
+#[tokio::test]
+async fn check_config_names_every_problem_at_its_line_or_variable_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typos.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten_adress = \"0.0.0.0:9097\"\n[dedup]\nwindow = \"soon\"\n\
+         [[channels]]\nname = \"c\"\nkind = \"console\"\n[[routes]]\nchannels = [\"c\"]\n",
+    )
+    .unwrap();
+    let out = amrelay("check-config", &path, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown = path.display();
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            format!("{shown}:2: server.listen_adress: unknown key; did you mean `listen`?"),
+            format!("{shown}:4: dedup.window: expected a duration like \"30s\", \"10m\" or \"7d\", got \"soon\" (expected number at 0)"),
+        ],
+        "{err}"
+    );
+
+    // A syntax error: one line, where it is, nothing after it.
+    std::fs::write(&path, "[server\nlisten = 1\n").unwrap();
+    let err = String::from_utf8_lossy(&amrelay("check-config", &path, &[]).stderr).into_owned();
+    assert_eq!(
+        err,
+        format!("{shown}:1:8: TOML syntax error: unclosed table, expected `]`\n")
+    );
+
+    // A directory is not "not found".
+    let err =
+        String::from_utf8_lossy(&amrelay("check-config", dir.path(), &[]).stderr).into_owned();
+    assert!(
+        err.contains(": is a directory; --config takes the TOML file itself"),
+        "{err}"
+    );
+
+    // What an environment variable set is named by the variable.
+    std::fs::write(
+        &path,
+        "[[channels]]\nname = \"c\"\nkind = \"console\"\n[[routes]]\nchannels = [\"c\"]\n",
+    )
+    .unwrap();
+    let out = amrelay(
+        "check-config",
+        &path,
+        &[
+            ("AMRELAY__SERVER__LISTEN", "notanaddr"),
+            ("AMRELAY__SERVER__LISTN", "x"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "AMRELAY__SERVER__LISTEN: server.listen: expected an address like \"127.0.0.1:9097\", got \"notanaddr\"",
+            "AMRELAY__SERVER__LISTN: server.listn: unknown key; did you mean AMRELAY__SERVER__LISTEN?",
+        ],
+        "{err}"
+    );
+}
+
 /// Runs `amrelay COMMAND --config PATH` to completion.
 fn amrelay(command: &str, config: &Path, env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_amrelay"))

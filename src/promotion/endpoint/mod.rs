@@ -77,9 +77,7 @@ impl Endpoint {
             metrics.promotion_run(run_outcome::INTERRUPTED, None);
         }
         metrics.promotion_status(&store.status()?);
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding promotion_endpoint.listen {}", settings.listen))?;
+        let listener = crate::net::listen("promotion_endpoint.listen", settings.listen).await?;
         Ok(Endpoint {
             listener,
             shared: Arc::new(Shared {
@@ -221,7 +219,9 @@ async fn promote(
     decide(sh, req).instrument(span).await
 }
 
-/// The request names this endpoint's target, and its key is `<target>/<epoch>`.
+/// The request names this endpoint's target, and its key is `<target>/<epoch>`. Any
+/// epoch is well formed: one that is not current + 1 (0 included) is the decision's to
+/// refuse with 409 and the state, so that a caller always learns the state.
 fn check(req: &PromoteRequest, target: &str) -> Result<(), String> {
     if req.schema != SCHEMA {
         return Err(format!("schema: expected {SCHEMA:?}, got {:?}", req.schema));
@@ -231,9 +231,6 @@ fn check(req: &PromoteRequest, target: &str) -> Result<(), String> {
             "target: this endpoint promotes {target:?}, not {:?}",
             req.target
         ));
-    }
-    if req.epoch == 0 {
-        return Err("epoch: must be at least 1".into());
     }
     let want = incident_key(&req.target, req.epoch);
     if req.key != want {
@@ -393,7 +390,8 @@ mod tests {
         assert!(check(&schema, "primary")
             .unwrap_err()
             .starts_with("schema:"));
+        // Well formed: the decision refuses it with 409 and the state.
         let zero = PromoteRequest::new("primary", 0, "r");
-        assert!(check(&zero, "primary").unwrap_err().starts_with("epoch:"));
+        assert_eq!(check(&zero, "primary"), Ok(()));
     }
 }

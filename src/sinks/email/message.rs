@@ -250,6 +250,15 @@ mod tests {
     }
 
     #[test]
+    fn the_subject_counts_the_alerts_alertmanager_left_out_as_the_title_does() {
+        let n = fixture("truncated-max-alerts");
+        assert_eq!((n.alerts.len(), n.truncated_alerts), (2, 2));
+        let r = defaults().render(&n, false).unwrap();
+        assert!(r.subject.starts_with("[FIRING:4] "), "{}", r.subject);
+        assert!(n.title().starts_with("[FIRING:4] "));
+    }
+
+    #[test]
     fn bodies_carry_labels_annotations_and_links() {
         let n = firing();
         let r = defaults().render(&n, false).unwrap();
