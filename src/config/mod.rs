@@ -511,3 +511,6 @@ impl Problems {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
