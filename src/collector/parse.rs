@@ -266,3 +266,6 @@ fn snippet(line: &str, at: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

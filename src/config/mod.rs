@@ -537,3 +537,6 @@ impl Problems {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -111,9 +111,20 @@ impl Matcher {
     }
 }
 
+/// Written as `parse` reads it: the value quoted with only the escapes `unquote` knows
+/// (Rust's `{:?}` would write `\t` or `\u{7f}`, which it refuses).
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{:?}", self.name, self.op.as_str(), self.value)
+        write!(f, "{}{}\"", self.name, self.op.as_str())?;
+        for c in self.value.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                c => fmt::Write::write_char(f, c)?,
+            }
+        }
+        f.write_str("\"")
     }
 }
 
@@ -172,6 +183,15 @@ mod tests {
     }
 
     #[test]
+    fn display_writes_what_parse_reads() {
+        let text = "a=\"tab\there \\\"q\\\" \\\\ \\n \u{7f}\"";
+        let m = Matcher::parse(text).unwrap();
+        assert_eq!(m.value, "tab\there \"q\" \\ \n \u{7f}");
+        assert_eq!(m.to_string(), text);
+        assert_eq!(Matcher::parse(&m.to_string()).unwrap().value, m.value);
+    }
+
+    #[test]
     fn bad_matchers_are_refused_with_the_reason() {
         assert!(matches!(
             Matcher::parse("severity"),
@@ -199,3 +219,6 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests;

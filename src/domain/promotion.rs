@@ -352,3 +352,6 @@ mod tests {
         assert_eq!(a.status.last.unwrap().attempt, 1);
     }
 }
+
+#[cfg(test)]
+mod proptests;

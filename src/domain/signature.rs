@@ -148,3 +148,6 @@ mod tests {
         assert!(a.starts_with("v1,"));
     }
 }
+
+#[cfg(test)]
+mod proptests;

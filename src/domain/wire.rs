@@ -333,3 +333,6 @@ mod tests {
         assert!(with(&|v| v["status"] = 1.into()).contains("invalid type"));
     }
 }
+
+#[cfg(test)]
+mod proptests;

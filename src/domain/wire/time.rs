@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -38,11 +38,16 @@ impl Visitor<'_> for TimeVisitor {
 }
 
 pub(super) fn parse(s: &str) -> Option<DateTime<Utc>> {
-    go_shape(s).or_else(|| {
-        DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    })
+    go_shape(s)
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
+        // RFC 3339 years have four digits. An offset can move a time at either end out
+        // of them (`0000-01-01T00:00:00+01:00` is in year -1 UTC), and `encode` could not
+        // write it back in a form this reads.
+        .filter(|t| (0..=9999).contains(&t.year()))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, up to nine digits of fraction.
@@ -142,6 +147,9 @@ mod tests {
             "2026-11-26T15:34:53+0100",
             "2026-11-26T15:34:53Zjunk",
             "2026-1a-26T15:34:53Z",
+            // In year -1 and year 10000 once in UTC (found by wire/proptests.rs).
+            "0000-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59-00:01",
         ] {
             assert_eq!(parse(s), None, "{s}");
         }
