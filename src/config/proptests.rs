@@ -335,7 +335,7 @@ proptest! {
     ) {
         if let Err(e) = load_text(&lines.join("\n"), collect) {
             prop_assert!(!e.0.is_empty());
-            prop_assert!(e.0.iter().all(|m| !m.trim().is_empty()), "{:?}", e.0);
+            prop_assert!(e.0.iter().all(|m| !m.text.trim().is_empty()), "{:?}", e.0);
         }
     }
 
@@ -346,7 +346,7 @@ proptest! {
     ) {
         if let Err(e) = load_text(&file, collect) {
             prop_assert!(!e.0.is_empty());
-            prop_assert!(e.0.iter().all(|m| !m.trim().is_empty()), "{:?}", e.0);
+            prop_assert!(e.0.iter().all(|m| !m.text.trim().is_empty()), "{:?}", e.0);
         }
     }
 
