@@ -14,14 +14,18 @@ mod sqlite;
 pub(crate) mod stored;
 mod types;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
 use crate::config::{StorageBackend, StorageSettings};
+use crate::domain::time::now_ms;
 
 pub(crate) use types::*;
+
+/// How long readiness stays false after a webhook's commit failed, unless one succeeds.
+const NOT_READY_AFTER_REFUSAL_MS: i64 = 10_000;
 
 /// Who opens the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +41,10 @@ pub(crate) enum Access {
 #[derive(Clone)]
 pub(crate) struct Outbox {
     backend: Backend,
-    /// The last write the store was asked for failed (a full disk, the database gone):
-    /// readiness turns false with the first failure, not at the next probe.
-    failing: Arc<AtomicBool>,
+    /// When a webhook's commit last failed (ms; 0 once one succeeds): readiness turns
+    /// false with that first failure, not at the next probe, whose small write may still
+    /// fit where a webhook does not.
+    failed_at: Arc<AtomicI64>,
 }
 
 #[derive(Clone)]
@@ -87,7 +92,7 @@ impl Outbox {
         Ok((
             Outbox {
                 backend,
-                failing: Arc::default(),
+                failed_at: Arc::default(),
             },
             opened,
         ))
@@ -136,7 +141,9 @@ impl Outbox {
             Backend::Sqlite(s) => s.enqueue(new).await,
             Backend::Postgres(p) => p.enqueue(new).await,
         };
-        self.wrote(done)
+        let failed_at = if done.is_err() { now_ms().max(1) } else { 0 };
+        self.failed_at.store(failed_at, Ordering::Relaxed);
+        done
     }
 
     /// Up to `limit` due deliveries of `channel`, oldest first, now in flight under
@@ -162,12 +169,11 @@ impl Outbox {
         epoch: Epoch,
         completion: Completion,
     ) -> Result<(), StoreError> {
-        let done = match &self.backend {
+        match &self.backend {
             // One process, one term: nothing to fence.
             Backend::Sqlite(s) => s.complete(id, completion).await,
             Backend::Postgres(p) => p.complete(id, epoch, completion).await,
-        };
-        self.wrote(done)
+        }
     }
 
     /// How long a channel's owner keeps it without renewing: Some for a store that
@@ -251,25 +257,19 @@ impl Outbox {
 
     /// Proves the store takes a write.
     pub(crate) async fn probe(&self) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::Relaxed) {
-            // Until a write succeeds again, which the workers' retries and Alertmanager's
-            // own retries try often enough.
+        let failed_at = self.failed_at.load(Ordering::Relaxed);
+        if failed_at != 0 && now_ms() - failed_at < NOT_READY_AFTER_REFUSAL_MS {
+            // Not ready until a webhook is stored again, or a while has passed (then the
+            // probe decides: a router that sends no traffic to a not-ready instance
+            // would otherwise keep it so for ever).
             return Err(StoreError::Refused(
-                "the store refused the last write (see the log); not ready until one succeeds"
-                    .into(),
+                "the store refused the last webhook (see the log)".into(),
             ));
         }
-        let done = match &self.backend {
+        match &self.backend {
             Backend::Sqlite(s) => s.probe().await,
             Backend::Postgres(p) => p.probe().await,
-        };
-        self.wrote(done)
-    }
-
-    /// Notes whether a write went through, for readiness.
-    fn wrote<T>(&self, done: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.failing.store(done.is_err(), Ordering::Relaxed);
-        done
+        }
     }
 
     /// Deletes finished deliveries past the retention and dedup keys past the window.

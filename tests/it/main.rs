@@ -18,6 +18,7 @@ mod drill;
 mod email;
 mod endpoint;
 mod exposition;
+mod full_disk;
 mod ha;
 mod hostile;
 mod ingest;
