@@ -127,6 +127,7 @@ pub(crate) const REJECT_REASONS: &[&str] = &[
     "bad_payload",
     "store_full",
     "store_error",
+    "overloaded",
 ];
 /// Delivery failure reasons that end a delivery on its channel.
 pub(crate) const FAIL_REASONS: &[&str] = &["permanent", "max_attempts", "max_age", "circuit_open"];

@@ -289,6 +289,12 @@ fn the_debian_package_holds_a_working_binary_units_and_configs() {
         "usr/share/doc/amrelay/copyright",
         "usr/share/amrelay/prometheus/amrelay.rules.yml",
         "usr/share/amrelay/alertmanager/alertmanager.yml",
+        // Made by the binary from its clap definitions (`amrelay man`, `completions`).
+        "usr/share/man/man1/amrelay.1.gz",
+        "usr/share/man/man1/amrelay-dead-letters-requeue.1.gz",
+        "usr/share/bash-completion/completions/amrelay",
+        "usr/share/zsh/vendor-completions/_amrelay",
+        "usr/share/fish/vendor_completions.d/amrelay.fish",
     ] {
         assert!(at(file).is_file(), "{file} not in the package");
     }
