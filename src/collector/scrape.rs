@@ -242,15 +242,8 @@ fn count(r: &WriteRequest) -> u64 {
 }
 
 fn transport(e: reqwest::Error) -> ScrapeError {
-    let reason = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "transport"
-    };
     ScrapeError {
-        reason,
+        reason: crate::net::http::transport_reason(&e),
         detail: crate::net::http::describe(&e),
     }
 }

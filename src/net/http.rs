@@ -32,14 +32,18 @@ pub(crate) fn classify_status(status: StatusCode, headers: &HeaderMap, body: &st
 
 /// A transport error: the request may or may not have arrived, so it is retried.
 pub(crate) fn classify_error(e: &reqwest::Error) -> Outcome {
-    let reason = if e.is_timeout() {
+    Outcome::retryable(transport_reason(e), describe(e))
+}
+
+/// What kind of transport error: `timeout`, `connect` or `transport`.
+pub(crate) fn transport_reason(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
         "connect"
     } else {
         "transport"
-    };
-    Outcome::retryable(reason, describe(e))
+    }
 }
 
 /// A transport error as text for logs, `last_error`, dead letters and the admin API, its
