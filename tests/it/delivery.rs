@@ -388,15 +388,7 @@ async fn distinct_vendor_errors_count_under_one_bounded_reason_label() {
     app.post_all_at_once(posts).await;
     let series = "amrelay_delivery_attempt_failures_total{channel=\"ops-slack\",reason=\"other\"}";
     app.wait_metric(series, N as f64, WAIT).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_at(&app.client, &app.url("")).await;
     let failure_series = text
         .lines()
         .filter(|l| l.starts_with("amrelay_delivery_attempt_failures_total{"))

@@ -3,12 +3,9 @@
 //! write past it fails as on a full disk), which the test then lifts with `prlimit`
 //! while amrelay runs: nothing is restarted.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::deploy::Children;
 use crate::fakes::Fake;
 use crate::helpers::*;
 
@@ -46,45 +43,16 @@ async fn a_store_that_refuses_writes_turns_readiness_off_at_once_logs_a_line_not
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_amrelay"));
-    cmd.args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: signal disposition and a limit set in the child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let lim = libc::rlimit {
-                rlim_cur: 3 * 1024 * 1024,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let _children = Children(vec![child]);
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let url = format!("http://127.0.0.1:{port}");
+    let relay = serve_limited(
+        &config,
+        port,
+        libc::RLIMIT_FSIZE,
+        3 * 1024 * 1024,
+        libc::RLIM_INFINITY,
+    )
+    .await;
+    let (pid, url, lines) = (relay.pid, relay.url.clone(), &relay.lines);
     let client = http_client();
-    let started = Instant::now();
-    while client.get(format!("{url}/readyz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "amrelay did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let post = |body: Vec<u8>| {
         let client = client.clone();
         let url = url.clone();

@@ -228,15 +228,19 @@ pub fn free_port() -> u16 {
 
 /// The value of one sample on `base`'s `/metrics`, 0 when absent.
 pub async fn metric_at(client: &reqwest::Client, base: &str, sample: &str) -> f64 {
-    let text = client
+    metric_in(&metrics_at(client, base).await, sample)
+}
+
+/// `base`'s `/metrics` as text.
+pub async fn metrics_at(client: &reqwest::Client, base: &str) -> String {
+    client
         .get(format!("{base}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    metric_in(&text, sample)
+        .unwrap()
 }
 
 /// Polls `base`'s `/metrics` until `sample` reaches `at_least`: waits on the condition,
@@ -298,4 +302,71 @@ backoff_max = "200ms"
 channels = ["ops-slack"]
 "##
     )
+}
+
+/// `amrelay serve` as a process under a resource limit (`RLIMIT_NOFILE`, `RLIMIT_FSIZE`,
+/// ... with SIGXFSZ ignored, so that a write past a size limit fails as on a full disk),
+/// ready when this returns. Its stderr lines arrive on `lines`; killed on drop.
+pub struct Limited {
+    pub pid: u32,
+    pub url: String,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    _child: crate::deploy::Children,
+}
+
+pub async fn serve_limited(
+    config: &Path,
+    port: u16,
+    resource: libc::__rlimit_resource_t,
+    soft: libc::rlim_t,
+    hard: libc::rlim_t,
+) -> Limited {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_amrelay"));
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: signal disposition and a limit set in the child before exec; both calls
+    // are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(resource, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let children = crate::deploy::Children(vec![child]);
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let client = http_client();
+    let started = std::time::Instant::now();
+    while client.get(format!("{url}/readyz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "amrelay did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Limited {
+        pid,
+        url,
+        lines,
+        _child: children,
+    }
 }

@@ -4,15 +4,11 @@
 //! failures these tests catch (a 503 at once, or no answer at all); the latency itself is
 //! printed (`--nocapture`) and reported, not asserted: speed is for benchmarks.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::deploy::Children;
 use crate::helpers::*;
 
 const CONSOLE: &str =
@@ -137,43 +133,8 @@ async fn slowloris_under_a_low_fd_limit_is_cut_off_and_logged_and_webhooks_go_th
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_amrelay"));
-    cmd.args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: setrlimit in the child before exec; async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 1024,
-                rlim_max: 1024,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _children = Children(vec![child]);
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let url = format!("http://127.0.0.1:{port}");
-    let client = crate::helpers::http_client();
-    let ready = Instant::now();
-    while client.get(format!("{url}/readyz")).send().await.is_err() {
-        assert!(
-            ready.elapsed() < Duration::from_secs(20),
-            "amrelay did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let relay = serve_limited(&config, port, libc::RLIMIT_NOFILE, 1024, 1024).await;
+    let (url, lines) = (relay.url.clone(), &relay.lines);
     // 1,100 connections sending their headers a byte at a time: more than the fd limit.
     // Each reports when amrelay cut it off (closed it at once past max_connections, or
     // at the header timeout).
