@@ -266,6 +266,19 @@ impl Reloader {
             ),
             ("dedup.window", new.dedup_window != current.dedup_window),
             ("promotion_endpoint", !same_endpoint(&new, &current)),
+            ("storage.backend", !same_backend(&new, &current)),
+            (
+                "server.instance",
+                new.server.instance != current.server.instance,
+            ),
+            (
+                "server.max_connections",
+                new.server.max_connections != current.server.max_connections,
+            ),
+            (
+                "server.header_timeout",
+                new.server.header_timeout != current.server.header_timeout,
+            ),
         ] {
             if changed {
                 tracing::warn!(key, "changed, but takes effect only at the next start");
@@ -314,6 +327,21 @@ fn connection_cap(configured: usize) -> usize {
         return fits;
     }
     configured
+}
+
+/// The store keeps the backend (and database) it opened until a restart.
+fn same_backend(a: &Settings, b: &Settings) -> bool {
+    use secrecy::ExposeSecret;
+    match (&a.storage.backend, &b.storage.backend) {
+        (StorageBackend::Sqlite, StorageBackend::Sqlite) => true,
+        (StorageBackend::Postgres(a), StorageBackend::Postgres(b)) => {
+            a.url.expose_secret() == b.url.expose_secret()
+                && a.pool_size == b.pool_size
+                && a.tls == b.tls
+                && a.lease == b.lease
+        }
+        _ => false,
+    }
 }
 
 /// The promotion endpoint keeps the settings it started with until a restart.
