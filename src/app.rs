@@ -15,6 +15,7 @@ use crate::collector::Collector;
 use crate::config::{Settings, StorageBackend};
 use crate::deliver::Deliverer;
 use crate::domain::time::now_ms;
+use crate::drill;
 use crate::ingest::{self, AppState, Pipeline};
 use crate::outbox::{Access, Limits, Outbox};
 use crate::pipeline::{Holds, Routes};
@@ -166,6 +167,18 @@ impl App {
         }
         warn_unconfigured(&self.state, &self.settings).await;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let drills = drill::Runner {
+            settings: self.current.clone(),
+            outbox: self.state.outbox.clone(),
+            caller: self.caller.clone(),
+            client: self.sinks.client.clone(),
+            metrics: self.state.metrics.clone(),
+            webhook: own_webhook(addr)?,
+        };
+        if self.settings.promotion_channels().next().is_some() {
+            drills.interrupted(&self.settings.server.instance).await;
+        }
+        let schedule = tokio::spawn(drill::schedule::run(drills.clone()));
         let admin = self.admin.map(|listener| {
             let addr = listener.local_addr().ok();
             tracing::info!(?addr, "admin API listening");
@@ -173,6 +186,7 @@ impl App {
                 settings: self.current.clone(),
                 outbox: self.state.outbox.clone(),
                 caller: self.caller.clone(),
+                drills,
             });
             tokio::spawn(async move { axum::serve(listener, admin::router(state)).await })
         });
@@ -209,6 +223,8 @@ impl App {
         // `run` returns.
         housekeeping.abort();
         let _ = housekeeping.await;
+        schedule.abort();
+        let _ = schedule.await;
         if let Some(a) = admin {
             a.abort();
             let _ = a.await;
@@ -301,6 +317,22 @@ impl Reloader {
         warn_unconfigured(&self.state, &new).await;
         *current = new;
     }
+}
+
+/// This amrelay's webhook as another process on the host reaches it: a drill without
+/// Alertmanagers posts there (an address of any interface means the loopback one).
+fn own_webhook(addr: SocketAddr) -> anyhow::Result<reqwest::Url> {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let url = format!(
+        "http://{}{}",
+        SocketAddr::new(ip, addr.port()),
+        ingest::WEBHOOK_PATH
+    );
+    reqwest::Url::parse(&url).with_context(|| format!("the webhook's own URL {url}"))
 }
 
 /// `server.max_connections`, lowered to what the process's file descriptor limit leaves

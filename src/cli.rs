@@ -10,6 +10,10 @@ use crate::config::Settings;
 use crate::outbox::{Access, Limits, Outbox, Requeue};
 use crate::telemetry;
 
+#[path = "cli/drill.rs"]
+mod drill;
+pub use drill::{drill, drill_show, DrillArgs, ReportFormat};
+
 /// `amrelay promotion show` (no `reset`), or `promotion reset` with its reason.
 pub fn promotion(config: &Path, reset: Option<&str>) -> ExitCode {
     use crate::promotion::endpoint::admin;
@@ -43,23 +47,8 @@ pub fn admin_call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> ExitCode {
-    let token = match token_file {
-        Some(f) => std::fs::read_to_string(f)
-            .map(|t| t.trim().to_owned())
-            .map_err(|e| format!("--token-file {}: {e}", f.display())),
-        None => std::env::var("AMRELAY_ADMIN_TOKEN")
-            .map_err(|_| "give --token-file or set AMRELAY_ADMIN_TOKEN".to_owned()),
-    };
-    let token = match token {
-        Ok(t) if !t.is_empty() => t,
-        Ok(_) => {
-            eprintln!("the admin token is empty");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(token) = admin_token(token_file) else {
+        return ExitCode::FAILURE;
     };
     let url = format!("{}/{path}", admin_url.trim_end_matches('/'));
     let Some(rt) = runtime(false) else {
@@ -105,6 +94,28 @@ pub fn admin_call(
                 no_answer(admin_url.trim_end_matches('/'), &e)
             );
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The admin token from --token-file or AMRELAY_ADMIN_TOKEN; None after saying why not.
+fn admin_token(token_file: Option<&Path>) -> Option<String> {
+    let token = match token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .map(|t| t.trim().to_owned())
+            .map_err(|e| format!("--token-file {}: {e}", f.display())),
+        None => std::env::var("AMRELAY_ADMIN_TOKEN")
+            .map_err(|_| "give --token-file or set AMRELAY_ADMIN_TOKEN".to_owned()),
+    };
+    match token {
+        Ok(t) if !t.is_empty() => Some(t),
+        Ok(_) => {
+            eprintln!("the admin token is empty");
+            None
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            None
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod collector;
 pub mod config;
 pub(crate) mod deliver;
 pub(crate) mod domain;
+pub(crate) mod drill;
 pub(crate) mod ingest;
 pub(crate) mod net;
 pub(crate) mod outbox;

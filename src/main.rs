@@ -56,6 +56,20 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// A failover drill through the admin API of a running amrelay: a PrimaryDown marked
+    /// as a drill goes through the whole chain (Alertmanager, routes, guards, a signed
+    /// dry run the endpoint verifies, the [DRILL] messages, the resolve), each step
+    /// checked; nothing is promoted unless --live. Prints the report; exits 0 only when
+    /// every step passed within its budget. `amrelay drill show [ID]` prints a stored one.
+    #[command(args_conflicts_with_subcommands = true)]
+    Drill {
+        #[command(subcommand)]
+        show: Option<DrillCommand>,
+        #[command(flatten)]
+        run: DrillRunArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Promotion incidents, queues and dead letters of a running amrelay (admin API).
     Status {
         #[command(flatten)]
@@ -87,6 +101,46 @@ enum Command {
         /// A directory for all the pages, e.g. /usr/local/share/man/man1.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct DrillRunArgs {
+    /// The promotion channel's target to drill.
+    #[arg(long, required = true)]
+    target: Option<String>,
+    /// Post the drill's alert through this Alertmanager's API (the real routing path);
+    /// give each Alertmanager of an HA pair. Without it, straight to amrelay's webhook.
+    #[arg(long = "alertmanager", value_name = "URL")]
+    alertmanagers: Vec<String>,
+    /// Let the promotion really run (the quarterly test). Asks for confirmation, refuses
+    /// while a real incident is open, and ends with the failback steps.
+    #[arg(long)]
+    live: bool,
+    /// With --live: do not ask.
+    #[arg(long)]
+    yes: bool,
+    /// Each step must pass within this.
+    #[arg(long, default_value = "5m")]
+    step_timeout: String,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: cli::ReportFormat,
+}
+
+#[derive(Subcommand)]
+enum DrillCommand {
+    /// Print a stored drill report: ID, or the newest (of --target).
+    Show {
+        /// The drill's id, as `amrelay drill` printed it.
+        id: Option<String>,
+        /// The newest drill of this target.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: cli::ReportFormat,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -173,6 +227,38 @@ fn main() -> ExitCode {
             reqwest::Method::POST,
             "v1/admin/promote",
             Some(serde_json::json!({ "target": target, "reason": reason, "force": force })),
+        ),
+        Command::Drill {
+            show:
+                Some(DrillCommand::Show {
+                    id,
+                    target,
+                    format,
+                    admin,
+                }),
+            ..
+        } => cli::drill_show(
+            &admin.admin_url,
+            admin.token_file.as_deref(),
+            id.as_deref(),
+            target.as_deref(),
+            format,
+        ),
+        Command::Drill {
+            show: None,
+            run,
+            admin,
+        } => cli::drill(
+            &admin.admin_url,
+            admin.token_file.as_deref(),
+            cli::DrillArgs {
+                target: run.target.unwrap_or_default(),
+                alertmanagers: run.alertmanagers,
+                live: run.live,
+                yes: run.yes,
+                step_timeout: run.step_timeout,
+                format: run.format,
+            },
         ),
         Command::Status { admin } => cli::admin_call(
             &admin.admin_url,

@@ -8,11 +8,16 @@
 //!   and the quorum; `force` skips the cooldown too) and answers 202 with the delivery id.
 //! - `GET /v1/admin/status`: per promotion target the last epoch seen and the open and
 //!   last incidents; per channel the undelivered count; the dead letters.
+//! - `POST /v1/admin/drills` `{"target": "primary", "alertmanagers": [...], "live":
+//!   false, "step_timeout": "5m"}`: starts a drill (`amrelay drill`), 202 with its
+//!   report so far; 409 while a real incident or another drill of the target is open.
+//! - `GET /v1/admin/drills[?target=T&limit=N]`, `GET /v1/admin/drills/{id}`: reports,
+//!   newest first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +29,8 @@ use tokio::sync::Mutex;
 use crate::config::{HttpAuth, Settings};
 use crate::domain::time::now_ms;
 use crate::domain::{LabelSet, Notification};
+use crate::drill::report::Report;
+use crate::drill::{Refusal, Request, Runner};
 use crate::ingest::auth;
 use crate::outbox::Outbox;
 use crate::promotion::caller::state::{CallerState, Incident};
@@ -34,12 +41,15 @@ pub(crate) struct AdminState {
     pub settings: Arc<Mutex<Settings>>,
     pub outbox: Outbox,
     pub caller: CallerState,
+    pub drills: Runner,
 }
 
 pub(crate) fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/v1/admin/promote", post(promote))
         .route("/v1/admin/status", get(status))
+        .route("/v1/admin/drills", post(start_drill).get(list_drills))
+        .route("/v1/admin/drills/{id}", get(show_drill))
         .with_state(state)
 }
 
@@ -257,4 +267,130 @@ fn manual_notification(target: &str, reason: &str, force: bool) -> Notification 
         annotations,
         chrono::Utc::now(),
     )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrillRequest {
+    target: String,
+    #[serde(default)]
+    alertmanagers: Vec<String>,
+    #[serde(default)]
+    live: bool,
+    step_timeout: Option<String>,
+}
+
+async fn start_drill(
+    State(st): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = refuse(&st, &headers).await {
+        return r;
+    }
+    let req: DrillRequest =
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected {{\"target\", \"alertmanagers\", \"live\", \"step_timeout\"}}: {e}"
+                ),
+            ),
+        };
+    let mut alertmanagers = Vec::new();
+    for (i, u) in req.alertmanagers.iter().enumerate() {
+        // A base URL: `join` must add to its path, not replace its last segment.
+        let with_slash = if u.ends_with('/') {
+            u.clone()
+        } else {
+            format!("{u}/")
+        };
+        match reqwest::Url::parse(&with_slash) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => alertmanagers.push(url),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("alertmanagers[{i}]: expected an http(s) URL, got {u:?}"),
+                )
+            }
+        }
+    }
+    let step_timeout = match req.step_timeout.as_deref().map(humantime::parse_duration) {
+        None => std::time::Duration::from_secs(300),
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "step_timeout: expected a duration like \"5m\", got {:?}",
+                    req.step_timeout
+                ),
+            )
+        }
+    };
+    let started = st
+        .drills
+        .start(Request {
+            target: req.target,
+            alertmanagers,
+            live: req.live,
+            surprise: false,
+            step_timeout,
+        })
+        .await;
+    match started {
+        Ok(d) => answer(StatusCode::ACCEPTED, report_json(&d.report)),
+        Err(Refusal::NoTarget(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(Refusal::Busy(e)) => error(StatusCode::CONFLICT, e),
+        Err(Refusal::Store(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DrillQuery {
+    target: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_drills(
+    State(st): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Query(q): Query<DrillQuery>,
+) -> Response {
+    if let Some(r) = refuse(&st, &headers).await {
+        return r;
+    }
+    let limit = q.limit.unwrap_or(10).clamp(1, 1000);
+    match st.caller.drills(q.target.as_deref(), limit).await {
+        Ok(d) => answer(
+            StatusCode::OK,
+            Value::Array(d.iter().map(|d| report_json(&d.report)).collect()),
+        ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn show_drill(
+    State(st): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = refuse(&st, &headers).await {
+        return r;
+    }
+    match st.caller.drill(&id).await {
+        Ok(Some(d)) => answer(StatusCode::OK, report_json(&d.report)),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no drill {id:?}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// A stored report as JSON (what a newer version stored and this one cannot read is
+/// shown as stored).
+fn report_json(stored: &str) -> Value {
+    match Report::from_json(stored) {
+        Some(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+        None => serde_json::from_str(stored).unwrap_or(Value::Null),
+    }
 }

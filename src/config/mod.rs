@@ -3,6 +3,7 @@
 
 mod channel;
 mod collector;
+mod drill;
 mod email;
 mod promotion;
 mod promotion_endpoint;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use reqwest::Url;
 use secrecy::SecretString;
 
+pub use drill::{DrillSettings, Window};
 pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls, TemplateSources};
 pub use promotion::{PromotionSettings, Quorum};
 pub use promotion_endpoint::PromotionEndpointSettings;
@@ -44,6 +46,8 @@ pub struct Settings {
     /// `[promotion_endpoint]`: this amrelay is a backup that can be promoted.
     pub promotion_endpoint: Option<PromotionEndpointSettings>,
     pub collector: CollectorSettings,
+    /// `[[drills]]`: surprise failover drills.
+    pub drills: Vec<DrillSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -370,8 +374,9 @@ impl Settings {
             .as_ref()
             .and_then(|e| promotion_endpoint::endpoint(e, server.listen, &mut p));
         let collector = collector::collector(&raw.collector, &mut p);
+        let drills = drill::drills(&raw.drills, &mut p);
 
-        p.finish(Settings {
+        let settings = Settings {
             server,
             storage,
             dedup_window,
@@ -381,7 +386,10 @@ impl Settings {
             routes,
             promotion_endpoint,
             collector,
-        })
+            drills,
+        };
+        drill::check_targets(&settings, &mut p);
+        p.finish(settings)
     }
 
     pub fn channel(&self, name: &str) -> Option<&ChannelSettings> {

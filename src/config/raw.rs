@@ -35,6 +35,7 @@ pub(super) struct RawConfig {
     pub routes: Vec<RawRoute>,
     pub promotion_endpoint: Option<RawPromotionEndpoint>,
     pub collector: RawCollector,
+    pub drills: Vec<RawDrill>,
     /// Channels that could not be read (a problem said why), by name when they have one.
     #[serde(skip)]
     pub unread_channels: Vec<Option<String>>,
@@ -229,4 +230,16 @@ pub(super) struct RawRemoteWrite {
     pub backoff_min: Option<String>,
     pub backoff_max: Option<String>,
     pub max_retry_after: Option<String>,
+}
+
+/// `[[drills]]`: surprise drills that `serve` fires (see `config/drill.rs`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawDrill {
+    pub target: Option<String>,
+    pub every: Option<String>,
+    pub jitter: Option<String>,
+    pub window: Option<String>,
+    pub alertmanagers: Vec<String>,
+    pub step_timeout: Option<String>,
 }

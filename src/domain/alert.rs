@@ -13,6 +13,9 @@ use super::LabelSet;
 pub(crate) const RESERVED_PREFIX: &str = "amrelay-";
 /// The receiver of a manual promotion (`amrelay promote`).
 pub(crate) const ADMIN_RECEIVER: &str = "amrelay-admin";
+/// Marks an alert (and every message amrelay makes of it) as a drill's: its value is the
+/// drill's id. Shown as `[DRILL]`, so that nobody takes it for a real outage.
+pub(crate) const DRILL_LABEL: &str = "amrelay_drill";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,11 +111,22 @@ impl Notification {
         } as u64
             + self.truncated_alerts;
         format!(
-            "[{}:{}] {}",
+            "{}[{}:{}] {}",
+            if self.drill().is_some() {
+                "[DRILL] "
+            } else {
+                ""
+            },
             self.status.as_str().to_uppercase(),
             n,
             self.alert_name()
         )
+    }
+
+    /// The drill this notification belongs to, when it is a drill's (its
+    /// `amrelay_drill` label): every channel shows it as `[DRILL]`.
+    pub(crate) fn drill(&self) -> Option<&str> {
+        self.common_labels.get(DRILL_LABEL)
     }
 
     /// A firing notification of one alert that amrelay makes itself: a test message, a

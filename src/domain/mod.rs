@@ -9,7 +9,9 @@ pub(crate) mod signature;
 pub(crate) mod time;
 pub(crate) mod wire;
 
-pub(crate) use alert::{Alert, Fingerprint, Notification, Status, ADMIN_RECEIVER, RESERVED_PREFIX};
+pub(crate) use alert::{
+    Alert, Fingerprint, Notification, Status, ADMIN_RECEIVER, DRILL_LABEL, RESERVED_PREFIX,
+};
 pub(crate) use dedup::DedupKey;
 pub(crate) use labels::LabelSet;
 pub(crate) use matcher::Matcher;

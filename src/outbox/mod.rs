@@ -228,6 +228,18 @@ impl Outbox {
         }
     }
 
+    /// The states of these deliveries (`pending`, `inflight`, `delivered`, `dead`, ...):
+    /// how a drill confirms that its messages went out. Pruned ones are missing.
+    pub(crate) async fn delivery_states(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.delivery_states(ids.to_vec()).await,
+            Backend::Postgres(p) => p.delivery_states(ids).await,
+        }
+    }
+
     /// Queue depth and oldest row per channel, and dead letters.
     pub(crate) async fn stats(&self) -> Result<Stats, StoreError> {
         match &self.backend {

@@ -163,7 +163,17 @@ pub struct Metrics {
     pub promotion_run_duration: Histogram,
     pub promotion_epoch: Gauge,
     pub promotion_state: Family<StateLabels, Gauge>,
+    pub drill_last_run: Family<TargetLabels, Gauge<f64, AtomicU64>>,
+    pub drill_last_success: Family<TargetLabels, Gauge<f64, AtomicU64>>,
+    pub drill_last_passed: Family<TargetLabels, Gauge>,
+    pub drill_step_duration: Family<TargetStepLabels, Gauge<f64, AtomicU64>>,
     pub collector: CollectorMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetStepLabels {
+    pub target: String,
+    pub step: String,
 }
 
 fn run_histogram() -> Histogram {
@@ -224,6 +234,10 @@ impl Metrics {
             promotion_run_duration: run_histogram(),
             promotion_epoch: Gauge::default(),
             promotion_state: Family::default(),
+            drill_last_run: Family::default(),
+            drill_last_success: Family::default(),
+            drill_last_passed: Family::default(),
+            drill_step_duration: Family::default(),
             collector: CollectorMetrics::new(),
         };
         m.collector.register(&mut m.registry);
@@ -373,6 +387,26 @@ impl Metrics {
             "amrelay_promotion_state",
             "Promotion endpoint: 1 for the current state (standby, promoting, promoted, failed, interrupted), 0 for the others",
             m.promotion_state.clone(),
+        );
+        r.register(
+            "amrelay_drill_last_run_timestamp_seconds",
+            "When the target's last failover drill started (amrelay drill, or a surprise drill)",
+            m.drill_last_run.clone(),
+        );
+        r.register(
+            "amrelay_drill_last_success_timestamp_seconds",
+            "When the target's last failover drill that passed every step started",
+            m.drill_last_success.clone(),
+        );
+        r.register(
+            "amrelay_drill_last_passed",
+            "1 when the target's last finished drill passed every step, 0 when it did not",
+            m.drill_last_passed.clone(),
+        );
+        r.register(
+            "amrelay_drill_step_duration_seconds",
+            "How long each step of the target's last finished drill took",
+            m.drill_step_duration.clone(),
         );
         m.build_info
             .get_or_create(&BuildLabels {

@@ -20,13 +20,20 @@ const LAYERS: &[(&str, u8)] = &[
     ("admin", 6),
     ("promotion", 6),
     ("collector", 6),
+    ("drill", 6),
     ("app", 7),
     ("cli", 8),
 ];
 
 /// Imports between modules of one layer that are allowed, one way only: the admin API
-/// checks credentials as ingest does, and shows the failover caller's state.
-const PEERS: &[(&str, &str)] = &[("admin", "ingest"), ("admin", "promotion")];
+/// checks credentials as ingest does, shows the failover caller's state and starts
+/// drills; a drill reads what the failover caller noted of it.
+const PEERS: &[(&str, &str)] = &[
+    ("admin", "ingest"),
+    ("admin", "promotion"),
+    ("admin", "drill"),
+    ("drill", "promotion"),
+];
 
 fn layer(module: &str) -> Option<u8> {
     LAYERS.iter().find(|(m, _)| *m == module).map(|(_, l)| *l)

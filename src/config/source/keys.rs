@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
 use crate::config::raw::{
-    RawAdmin, RawBasicAuth, RawChannel, RawCollector, RawConfig, RawDedup, RawLog,
+    RawAdmin, RawBasicAuth, RawChannel, RawCollector, RawConfig, RawDedup, RawDrill, RawLog,
     RawPromotionEndpoint, RawQuorum, RawRemoteWrite, RawRoute, RawServer, RawStorage, RawTarget,
 };
 
@@ -79,6 +79,7 @@ pub(super) fn keys_at(place: &str) -> Option<&'static [&'static str]> {
         "collector" => fields::<RawCollector>(),
         "collector.targets[]" => fields::<RawTarget>(),
         "collector.remote_write[]" => fields::<RawRemoteWrite>(),
+        "drills[]" => fields::<RawDrill>(),
         _ => return None,
     })
 }

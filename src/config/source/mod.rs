@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
-use super::raw::{RawChannel, RawConfig, RawRoute};
+use super::raw::{RawChannel, RawConfig, RawDrill, RawRoute};
 use super::ENV_PREFIX;
 pub(crate) use keys::did_you_mean;
 use keys::{check_keys, env_sections, keys_at, unknown_key};
@@ -215,6 +215,13 @@ impl<'a> Source<'a> {
                         match self.de::<RawChannel>(element) {
                             Some(c) => raw.channels.push(c),
                             None => raw.unread_channels.push(name),
+                        }
+                    }
+                }
+                "drills" => {
+                    for element in self.elements(value) {
+                        if let Some(d) = self.de::<RawDrill>(element) {
+                            raw.drills.push(d);
                         }
                     }
                 }

@@ -188,6 +188,14 @@ impl Postgres {
         Ok(done)
     }
 
+    pub(super) async fn delivery_states(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let c = self.fast.get().await?;
+        store::delivery_states(&c, ids).await
+    }
+
     pub(super) async fn stats(&self) -> Result<Stats, StoreError> {
         let c = self.fast.get().await?;
         let stats = store::stats(&c).await?;

@@ -8,13 +8,15 @@ use crate::outbox::StoreError;
 
 /// 1: notifications, dedup keys, deliveries with claim epochs, channel owners, jobs, and
 /// the failover caller's epochs, incidents and observations.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+/// 2: drills (the caller's, `promotion::caller::state::drills`) and their schedule.
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// Any number that no other application takes an advisory lock on: "amrelay" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0061_6d72_656c_6179;
 
 /// Each version's statements, in order; `MIGRATIONS[i]` takes the schema to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE notifications (
     id          BIGSERIAL PRIMARY KEY,
     dedup_key   TEXT   NOT NULL,
@@ -176,7 +178,27 @@ CREATE TABLE caller_observations (
     firing    BOOLEAN NOT NULL DEFAULT TRUE,
     PRIMARY KEY (target, value, at)
 );
-"];
+",
+    "
+CREATE TABLE caller_drills (
+    id          TEXT    PRIMARY KEY,
+    target      TEXT    NOT NULL,
+    live        BOOLEAN NOT NULL,
+    surprise    BOOLEAN NOT NULL,
+    instance    TEXT    NOT NULL,
+    started_at  BIGINT  NOT NULL,
+    finished_at BIGINT,
+    passed      BOOLEAN,
+    report      TEXT    NOT NULL,
+    notes       TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX caller_drills_target ON caller_drills (target, started_at);
+CREATE TABLE caller_drill_schedule (
+    target TEXT   PRIMARY KEY,
+    due_at BIGINT NOT NULL
+);
+",
+];
 
 /// Creates or migrates the schema; Err for a schema newer than this binary's.
 pub(super) async fn migrate(client: &mut Client) -> Result<i32, StoreError> {

@@ -231,6 +231,20 @@ pub(super) async fn complete(
     Ok(changed && wakes)
 }
 
+/// Each delivery's state (`pending`, `inflight`, `delivered`, ...), of those that exist.
+pub(super) async fn delivery_states(
+    c: &impl GenericClient,
+    ids: &[i64],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let rows = query(
+        c,
+        "SELECT id, state FROM deliveries WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 pub(super) async fn stats(c: &impl GenericClient) -> Result<Stats, StoreError> {
     let channels = query(
         c,

@@ -143,6 +143,19 @@ impl Sqlite {
         .map_err(|e| StoreError::io("the stats task", std::io::Error::other(e)))?
     }
 
+    pub(super) async fn delivery_states(
+        &self,
+        ids: Vec<i64>,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
+            store::delivery_states(&conn, &ids)
+        })
+        .await
+        .map_err(|e| StoreError::io("the delivery states task", std::io::Error::other(e)))?
+    }
+
     pub(super) async fn count_open(&self) -> Result<usize, StoreError> {
         self.call(Request::CountOpen).await
     }

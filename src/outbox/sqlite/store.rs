@@ -404,6 +404,22 @@ fn complete(
 
 /// The queue's figures. A scan of every undelivered row, so it runs on a reader
 /// connection (`Store::open_reader`), never in the writer's transactions.
+/// Each delivery's state (`pending`, `inflight`, `delivered`, ...), of those that exist.
+pub(super) fn delivery_states(
+    c: &Connection,
+    ids: &[i64],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut stmt = c.prepare_cached("SELECT id, state FROM deliveries WHERE id = ?1")?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if let Some(row) = rows.next() {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn stats(tx: &Connection) -> Result<Stats, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT channel, COUNT(*), MIN(created_at) FROM deliveries

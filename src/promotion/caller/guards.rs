@@ -111,7 +111,7 @@ impl Call<'_> {
 }
 
 /// The values of the quorum label among the notification's firing alerts.
-fn label_values(n: &Notification, label: &str) -> Vec<String> {
+pub(super) fn label_values(n: &Notification, label: &str) -> Vec<String> {
     let mut v: Vec<String> = n
         .alerts
         .iter()

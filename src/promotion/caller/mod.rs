@@ -13,6 +13,7 @@
 //! - [`state`]: the caller's own SQLite memory (`promotion-caller.db`).
 //! - [`outcome`]: the messages people are told.
 
+mod drill;
 mod guards;
 mod outcome;
 mod request;
@@ -28,7 +29,7 @@ use state::CallerState;
 
 use crate::config::PromotionSettings;
 use crate::domain::time::now_ms;
-use crate::domain::{Notification, Status};
+use crate::domain::{Notification, Status, DRILL_LABEL};
 use crate::net::Outcome;
 use crate::outbox::Outbox;
 use crate::sinks::promotion::{BoxFuture, Caller, Requester};
@@ -60,10 +61,16 @@ impl Caller for CallerEnv {
                 max_age,
                 requester,
                 d,
+                drill: d
+                    .notification
+                    .common_labels
+                    .get(DRILL_LABEL)
+                    .map(str::to_owned),
             };
-            let result = match d.notification.status {
-                Status::Firing => call.firing().await,
-                Status::Resolved => call.resolved().await,
+            let result = match (&call.drill, d.notification.status) {
+                (Some(id), _) => call.drill(id).await,
+                (None, Status::Firing) => call.firing().await,
+                (None, Status::Resolved) => call.resolved().await,
             };
             result.unwrap_or_else(|e| Outcome::retryable("promotion_state", e))
         })
@@ -78,6 +85,8 @@ struct Call<'a> {
     max_age: Duration,
     requester: &'a Requester,
     d: &'a Delivery<'a>,
+    /// The drill this delivery's alert belongs to (its `amrelay_drill` label).
+    drill: Option<String>,
 }
 
 impl Call<'_> {
@@ -133,8 +142,30 @@ impl Call<'_> {
         Ok(Outcome::Delivered)
     }
 
+    /// Tells the outcome channels; a drill's messages are noted in the drill, so that
+    /// its runner can confirm their delivery.
     async fn tell(&self, event: Event) -> Result<(), String> {
-        outcome::tell(self.env, self.s, self.d.notification, event).await
+        let resolve = matches!(event, Event::Resolved { .. });
+        let drill = self.drill.as_deref();
+        let ids = outcome::tell(self.env, self.s, self.d.notification, event, drill).await?;
+        if let (Some(id), false) = (drill, ids.is_empty()) {
+            self.env
+                .state
+                .drill_note(id, move |n| {
+                    let told = if resolve {
+                        &mut n.resolved_told
+                    } else {
+                        &mut n.told
+                    };
+                    for i in ids {
+                        if !told.contains(&i) {
+                            told.push(i);
+                        }
+                    }
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     fn count(&self, event: &str) {

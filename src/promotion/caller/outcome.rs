@@ -13,7 +13,7 @@ use super::state::Incident;
 use super::CallerEnv;
 use crate::config::PromotionSettings;
 use crate::domain::time::human;
-use crate::domain::{LabelSet, Notification};
+use crate::domain::{LabelSet, Notification, DRILL_LABEL};
 
 /// Set on a notification made by `amrelay promote`: skip `min_firing` and the quorum.
 pub(crate) const MANUAL_LABEL: &str = "amrelay_manual";
@@ -43,12 +43,16 @@ pub(super) enum Event {
     },
 }
 
+/// Stores the event's message for the outcome channels; the delivery ids (none when
+/// there are no outcome channels, or the same message was stored already). A drill's
+/// messages (`drill`: its id) say `[DRILL]` and carry the drill's label.
 pub(super) async fn tell(
     env: &CallerEnv,
     s: &PromotionSettings,
     source: &Notification,
     event: Event,
-) -> Result<(), String> {
+    drill: Option<&str>,
+) -> Result<Vec<i64>, String> {
     let target = &s.target;
     let alertname = source.alert_name().to_owned();
     let (result, severity, since_ms, key, summary, description) = match event {
@@ -130,11 +134,15 @@ pub(super) async fn tell(
             "A monitor cut off from the primary by its own network cannot promote alone.".to_owned(),
         ),
     };
+    let (summary, key) = match drill {
+        Some(id) => (format!("[DRILL] {summary}"), format!("drill/{id}/{key}")),
+        None => (summary, key),
+    };
     tracing::info!(%summary, "promotion outcome");
     if s.outcome_channels.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let n = notification(
+    let mut n = notification(
         target,
         result,
         severity,
@@ -143,10 +151,16 @@ pub(super) async fn tell(
         summary,
         description,
     );
+    if let Some(id) = drill {
+        n.common_labels.insert(DRILL_LABEL, id);
+        for a in &mut n.alerts {
+            a.labels.insert(DRILL_LABEL, id);
+        }
+    }
     env.outbox
         .enqueue_made_here(&n, &s.outcome_channels)
         .await
-        .map(|_| ())
+        .map(Option::unwrap_or_default)
         .map_err(|e| format!("cannot store the outcome message: {e}"))
 }
 

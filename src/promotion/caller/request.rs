@@ -166,7 +166,7 @@ fn stored_epoch(e: u64) -> i64 {
 
 /// Why the incident was opened: sent to the endpoint (its `AMRELAY_REASON`) and told to
 /// people.
-fn reason(n: &Notification, manual: bool) -> String {
+pub(super) fn reason(n: &Notification, manual: bool) -> String {
     if manual {
         return n
             .annotation("summary")

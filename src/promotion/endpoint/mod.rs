@@ -249,6 +249,24 @@ async fn decide(sh: Arc<Shared>, req: PromoteRequest) -> Response {
         Err(e) => return internal(&e),
     };
     match decision {
+        Decision::Answer(Verdict::Verified, body) if !sh.settings.command.is_empty() => {
+            // Signature, epoch and state passed; a dry run also proves the command could
+            // start, so that a drill finds a missing or unexecutable script.
+            match run::check_executable(&sh.settings.command) {
+                Ok(program) => {
+                    tracing::info!(program = %program.display(), "dry run verified; nothing ran");
+                    answer(&sh, Verdict::Verified, &body)
+                }
+                Err(why) => {
+                    sh.count("failed");
+                    tracing::error!(%why, "dry run: the promotion command could not run");
+                    error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("dry run: the promotion command could not run: {why}"),
+                    )
+                }
+            }
+        }
         Decision::Answer(verdict, body) => {
             match verdict {
                 Verdict::Refused => {

@@ -90,6 +90,11 @@ impl Templates {
             "subject.txt",
             &minijinja::Value::from(minijinja::value::Serde(&ctx)),
         )?);
+        // Whatever the template, a drill's email says so first.
+        let subject = match n.drill() {
+            Some(_) => format!("[DRILL] {subject}"),
+            None => subject,
+        };
         ctx.subject = subject.clone();
         let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
         Ok(Rendered {

@@ -4,8 +4,11 @@
 //! on several instances open one incident and send one key (the endpoint's epoch fencing
 //! stays the last line of defence).
 
+mod drills;
 mod postgres;
 mod sqlite;
+
+pub(crate) use drills::{DrillNotes, DrillRecord, Note};
 
 use std::path::Path;
 

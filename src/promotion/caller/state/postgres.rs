@@ -5,7 +5,9 @@
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
-use super::{Incident, NewIncident, Result, TargetStatus, OBSERVATION_TTL_MS};
+use super::{
+    DrillNotes, DrillRecord, Incident, NewIncident, Result, TargetStatus, OBSERVATION_TTL_MS,
+};
 
 /// The first key of the two-key advisory lock on a target: "amrp".
 const TARGET_LOCK: i32 = 0x616d_7270;
@@ -226,6 +228,153 @@ impl PgState {
             open: open_incident(&c, target).await?,
             last: last.as_ref().map(incident),
         })
+    }
+}
+
+const DRILL: &str = "SELECT id, target, live, surprise, instance, started_at, finished_at, passed, report, notes FROM caller_drills";
+
+fn drill_row(r: &Row) -> DrillRecord {
+    DrillRecord {
+        id: r.get(0),
+        target: r.get(1),
+        live: r.get(2),
+        surprise: r.get(3),
+        instance: r.get(4),
+        started_at: r.get(5),
+        finished_at: r.get(6),
+        passed: r.get(7),
+        report: r.get(8),
+        notes: DrillNotes::from_json(r.get(9)),
+    }
+}
+
+impl PgState {
+    pub(super) async fn drill_create(&self, d: &DrillRecord) -> Result<()> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO caller_drills (id, target, live, surprise, instance, started_at, report, notes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&d.id, &d.target, &d.live, &d.surprise, &d.instance, &d.started_at, &d.report, &d.notes.to_json()],
+        )
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    pub(super) async fn drill(&self, id: &str) -> Result<Option<DrillRecord>> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(&format!("{DRILL} WHERE id = $1"), &[&id])
+            .await
+            .map_err(err)?;
+        Ok(row.as_ref().map(drill_row))
+    }
+
+    pub(super) async fn drills(
+        &self,
+        target: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DrillRecord>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!("{DRILL} WHERE $1::TEXT IS NULL OR target = $1 ORDER BY started_at DESC, id DESC LIMIT $2"),
+                &[&target, &limit],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(drill_row).collect())
+    }
+
+    pub(super) async fn drill_note<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut DrillNotes) -> T,
+    ) -> Result<Option<T>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT notes FROM caller_drills WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let mut notes = DrillNotes::from_json(row.get(0));
+        let out = f(&mut notes);
+        tx.execute(
+            "UPDATE caller_drills SET notes = $2 WHERE id = $1",
+            &[&id, &notes.to_json()],
+        )
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(out))
+    }
+
+    pub(super) async fn drill_report(
+        &self,
+        id: &str,
+        report: &str,
+        passed: Option<bool>,
+        now: i64,
+    ) -> Result<()> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE caller_drills SET report = $2, passed = $3,
+                 finished_at = CASE WHEN $3::BOOLEAN IS NULL THEN NULL ELSE $4 END
+             WHERE id = $1",
+            &[&id, &report, &passed, &now],
+        )
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    pub(super) async fn drills_interrupted(&self, instance: &str, now: i64) -> Result<Vec<String>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "UPDATE caller_drills SET passed = FALSE, finished_at = $2
+                 WHERE instance = $1 AND finished_at IS NULL RETURNING id",
+                &[&instance, &now],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub(super) async fn drill_due_at(&self, target: &str, first: i64) -> Result<i64> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO caller_drill_schedule (target, due_at) VALUES ($1, $2) ON CONFLICT (target) DO NOTHING",
+            &[&target, &first],
+        )
+        .await
+        .map_err(err)?;
+        let row = c
+            .query_one(
+                "SELECT due_at FROM caller_drill_schedule WHERE target = $1",
+                &[&target],
+            )
+            .await
+            .map_err(err)?;
+        Ok(row.get(0))
+    }
+
+    pub(super) async fn drill_take(&self, target: &str, due: i64, next: i64) -> Result<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE caller_drill_schedule SET due_at = $3 WHERE target = $1 AND due_at = $2",
+                &[&target, &due, &next],
+            )
+            .await
+            .map_err(err)?;
+        Ok(n == 1)
     }
 }
 

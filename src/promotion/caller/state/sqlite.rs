@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Incident, NewIncident, Result, OBSERVATION_TTL_MS};
+use super::{DrillNotes, DrillRecord, Incident, NewIncident, Result, OBSERVATION_TTL_MS};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS epochs (
@@ -41,6 +41,25 @@ CREATE TABLE IF NOT EXISTS observations (
     group_key TEXT    NOT NULL DEFAULT '',
     firing    INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (target, value, at)
+) WITHOUT ROWID;
+-- Drills (state::drills): the runner's report and the caller's notes, JSON.
+CREATE TABLE IF NOT EXISTS drills (
+    id          TEXT    PRIMARY KEY,
+    target      TEXT    NOT NULL,
+    live        INTEGER NOT NULL,
+    surprise    INTEGER NOT NULL,
+    instance    TEXT    NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    passed      INTEGER,
+    report      TEXT    NOT NULL,
+    notes       TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS drills_target ON drills (target, started_at);
+-- When each target's next surprise drill is due.
+CREATE TABLE IF NOT EXISTS drill_schedule (
+    target TEXT    PRIMARY KEY,
+    due_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -290,6 +309,136 @@ fn incident(r: &rusqlite::Row) -> rusqlite::Result<Incident> {
         finished_at: r.get(9)?,
         detail: r.get(10)?,
     })
+}
+
+const DRILL: &str = "SELECT id, target, live, surprise, instance, started_at, finished_at, passed, report, notes FROM drills";
+
+fn drill_row(r: &rusqlite::Row) -> rusqlite::Result<DrillRecord> {
+    Ok(DrillRecord {
+        id: r.get(0)?,
+        target: r.get(1)?,
+        live: r.get(2)?,
+        surprise: r.get(3)?,
+        instance: r.get(4)?,
+        started_at: r.get(5)?,
+        finished_at: r.get(6)?,
+        passed: r.get(7)?,
+        report: r.get(8)?,
+        notes: DrillNotes::from_json(&r.get::<_, String>(9)?),
+    })
+}
+
+pub(super) fn drill_create(c: &Connection, d: &DrillRecord) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO drills (id, target, live, surprise, instance, started_at, report, notes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            d.id,
+            d.target,
+            d.live,
+            d.surprise,
+            d.instance,
+            d.started_at,
+            d.report,
+            d.notes.to_json()
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn drill(c: &Connection, id: &str) -> rusqlite::Result<Option<DrillRecord>> {
+    c.query_row(&format!("{DRILL} WHERE id = ?1"), [id], drill_row)
+        .optional()
+}
+
+pub(super) fn drills(
+    c: &Connection,
+    target: Option<&str>,
+    limit: i64,
+) -> rusqlite::Result<Vec<DrillRecord>> {
+    let mut stmt = c.prepare(&format!(
+        "{DRILL} WHERE ?1 IS NULL OR target = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![target, limit], drill_row)?;
+    rows.collect()
+}
+
+pub(super) fn drill_note<T>(
+    c: &mut Connection,
+    id: &str,
+    f: impl FnOnce(&mut DrillNotes) -> T,
+) -> rusqlite::Result<Option<T>> {
+    let tx = c.transaction()?;
+    let Some(text) = tx
+        .query_row("SELECT notes FROM drills WHERE id = ?1", [id], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut notes = DrillNotes::from_json(&text);
+    let out = f(&mut notes);
+    tx.execute(
+        "UPDATE drills SET notes = ?2 WHERE id = ?1",
+        params![id, notes.to_json()],
+    )?;
+    tx.commit()?;
+    Ok(Some(out))
+}
+
+pub(super) fn drill_report(
+    c: &Connection,
+    id: &str,
+    report: &str,
+    passed: Option<bool>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE drills SET report = ?2, passed = ?3,
+             finished_at = CASE WHEN ?3 IS NULL THEN NULL ELSE ?4 END
+         WHERE id = ?1",
+        params![id, report, passed, now],
+    )?;
+    Ok(())
+}
+
+pub(super) fn drills_interrupted(
+    c: &Connection,
+    instance: &str,
+    now: i64,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = c.prepare(
+        "UPDATE drills SET passed = 0, finished_at = ?2
+         WHERE instance = ?1 AND finished_at IS NULL RETURNING id",
+    )?;
+    let rows = stmt.query_map(params![instance, now], |r| r.get(0))?;
+    rows.collect()
+}
+
+pub(super) fn drill_due_at(c: &Connection, target: &str, first: i64) -> rusqlite::Result<i64> {
+    c.execute(
+        "INSERT INTO drill_schedule (target, due_at) VALUES (?1, ?2) ON CONFLICT (target) DO NOTHING",
+        params![target, first],
+    )?;
+    c.query_row(
+        "SELECT due_at FROM drill_schedule WHERE target = ?1",
+        [target],
+        |r| r.get(0),
+    )
+}
+
+pub(super) fn drill_take(
+    c: &Connection,
+    target: &str,
+    due: i64,
+    next: i64,
+) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "UPDATE drill_schedule SET due_at = ?3 WHERE target = ?1 AND due_at = ?2",
+        params![target, due, next],
+    )?;
+    Ok(n == 1)
 }
 
 #[cfg(test)]

@@ -1,0 +1,603 @@
+//! Failover drills (`amrelay drill`, and `[[drills]]` that `serve` fires by surprise):
+//! the whole chain, each step verified, nothing promoted unless `--live`.
+//!
+//! ```text
+//! inject   a firing PrimaryDown marked as a drill: through Alertmanager's API, or to
+//!          this amrelay's webhook; one alert per monitor when the quorum needs several
+//! receive  it reaches the promotion channel (the caller notes it in the drill)
+//! guards   no real incident open, outside the cooldown, the quorum met
+//! verify   the signed, fenced dry_run: the endpoint answers `verified`
+//! tell     the [DRILL] outcome messages are delivered to the outcome channels
+//! resolve  the alert resolves; "[DRILL] ... resolved, no failback" is delivered
+//! ```
+//!
+//! The runner drives the steps and reads what the caller noted (`promotion::caller`'s
+//! drill path) from the store; with a shared store the two may be on two instances.
+//!
+//! - [`report`]: the table, as Markdown or JSON.
+//! - [`inject`]: the drill's alerts and how they go in.
+//! - [`schedule`]: surprise drills, one instance firing each.
+
+mod inject;
+pub(crate) mod report;
+pub(crate) mod schedule;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use tokio::sync::Mutex;
+
+use crate::config::{PromotionSettings, Settings};
+use crate::domain::time::{now_ms, rfc3339};
+use crate::outbox::Outbox;
+use crate::promotion::caller::state::{CallerState, DrillNotes, DrillRecord};
+use crate::telemetry::metrics::TargetStepLabels;
+use crate::telemetry::Metrics;
+use report::{Report, Step, STEPS};
+
+/// How often a step looks at the store for what it waits for.
+const POLL: Duration = Duration::from_millis(200);
+
+/// What is asked: by `amrelay drill` through the admin API, or by the schedule.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub target: String,
+    pub alertmanagers: Vec<Url>,
+    pub live: bool,
+    pub surprise: bool,
+    pub step_timeout: Duration,
+}
+
+/// Why a drill did not start.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// No promotion channel has the target.
+    NoTarget(String),
+    /// A real incident is open, or a drill of the target runs.
+    Busy(String),
+    Store(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoTarget(s) | Refusal::Busy(s) | Refusal::Store(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Starts drills and runs them to the end; one per process, shared by the admin API
+/// and the schedule.
+#[derive(Clone)]
+pub(crate) struct Runner {
+    pub settings: Arc<Mutex<Settings>>,
+    pub outbox: Outbox,
+    pub caller: CallerState,
+    pub client: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    /// This amrelay's webhook, for a drill without Alertmanagers.
+    pub webhook: Url,
+}
+
+impl Runner {
+    /// Refuses while a real incident of the target is open or a drill of it runs;
+    /// else stores the drill and runs it in the background. The stored drill.
+    pub(crate) async fn start(&self, req: Request) -> Result<DrillRecord, Refusal> {
+        let (channel, promotion, settings) = {
+            let settings = self.settings.lock().await;
+            let found = settings
+                .promotion_channels()
+                .find(|(_, p)| p.target == req.target)
+                .map(|(name, p)| (name.to_owned(), p.clone()));
+            match found {
+                Some((c, p)) => (c, p, settings.clone()),
+                None => {
+                    let targets: Vec<&str> = settings
+                        .promotion_channels()
+                        .map(|(_, p)| p.target.as_str())
+                        .collect();
+                    return Err(Refusal::NoTarget(format!(
+                        "no promotion channel has target {:?} (targets: {})",
+                        req.target,
+                        if targets.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            targets.join(", ")
+                        }
+                    )));
+                }
+            }
+        };
+        let store = |e: String| Refusal::Store(e);
+        if let Some(inc) = self
+            .caller
+            .open_incident(&req.target)
+            .await
+            .map_err(store)?
+        {
+            return Err(Refusal::Busy(format!(
+                "a real incident is open for {}: {} ({}); a drill never interferes: try again once it is closed",
+                req.target, inc.key, inc.state
+            )));
+        }
+        let last = self
+            .caller
+            .drills(Some(&req.target), 1)
+            .await
+            .map_err(store)?;
+        if let Some(d) = last.iter().find(|d| d.finished_at.is_none()) {
+            return Err(Refusal::Busy(format!(
+                "drill {} of {} is still running (started by {})",
+                d.id, d.target, d.instance
+            )));
+        }
+        let now = now_ms();
+        let id = format!(
+            "{}-{}-{}",
+            req.target,
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+            &uuid::Uuid::new_v4().simple().to_string()[..4]
+        );
+        let plan = inject::plan(&settings, &channel, &promotion, &id);
+        let report = Report {
+            id: id.clone(),
+            target: req.target.clone(),
+            live: req.live,
+            surprise: req.surprise,
+            via: if req.alertmanagers.is_empty() {
+                vec![format!("webhook {}", self.webhook)]
+            } else {
+                req.alertmanagers
+                    .iter()
+                    .map(|u| format!("alertmanager {u}"))
+                    .collect()
+            },
+            instance: settings.server.instance.clone(),
+            started_at: rfc3339(now).unwrap_or_default(),
+            finished_at: None,
+            passed: None,
+            verdict: "running".into(),
+            steps: expectations(&plan, &channel, &promotion, req.live)
+                .into_iter()
+                .map(|(name, expected)| Step {
+                    name: name.to_owned(),
+                    expected,
+                    actual: String::new(),
+                    elapsed_s: None,
+                    budget_s: req.step_timeout.as_secs_f64(),
+                    result: report::Result::Waiting,
+                })
+                .collect(),
+            next: Vec::new(),
+        };
+        let record = DrillRecord {
+            id: id.clone(),
+            target: req.target.clone(),
+            live: req.live,
+            surprise: req.surprise,
+            instance: settings.server.instance.clone(),
+            started_at: now,
+            finished_at: None,
+            passed: None,
+            report: report.to_json(),
+            notes: DrillNotes::default(),
+        };
+        self.caller
+            .drill_create(record.clone())
+            .await
+            .map_err(store)?;
+        tracing::warn!(drill = %id, target = %req.target, live = req.live, surprise = req.surprise, "failover drill started");
+        let run = Run {
+            runner: self.clone(),
+            req,
+            plan,
+            promotion,
+            auth: settings.server.auth.clone(),
+            report,
+            started: Instant::now(),
+            mark: Instant::now(),
+        };
+        tokio::spawn(run.run());
+        Ok(record)
+    }
+
+    /// At start: drills this instance ran when it stopped are over, failed.
+    pub(crate) async fn interrupted(&self, instance: &str) {
+        match self.caller.drills_interrupted(instance, now_ms()).await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::warn!(drill = %id, "a drill was cut off by the last stop: recorded as failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the drills"),
+        }
+    }
+
+    /// Sets the drill gauges from the store: every instance exports what the last
+    /// drills of each target came to, whichever instance ran them.
+    pub(crate) async fn refresh_metrics(&self) {
+        let targets: Vec<String> = {
+            let s = self.settings.lock().await;
+            s.promotion_channels()
+                .map(|(_, p)| p.target.clone())
+                .collect()
+        };
+        for target in targets {
+            let drills = match self.caller.drills(Some(&target), 50).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the drills");
+                    return;
+                }
+            };
+            let labels = Metrics::target(&target);
+            let m = &self.metrics;
+            if let Some(last) = drills.first() {
+                m.drill_last_run
+                    .get_or_create(&labels)
+                    .set(last.started_at as f64 / 1000.0);
+            }
+            if let Some(ok) = drills.iter().find(|d| d.passed == Some(true)) {
+                m.drill_last_success
+                    .get_or_create(&labels)
+                    .set(ok.started_at as f64 / 1000.0);
+            }
+            if let Some(done) = drills.iter().find(|d| d.passed.is_some()) {
+                m.drill_last_passed
+                    .get_or_create(&labels)
+                    .set(i64::from(done.passed == Some(true)));
+                if let Some(r) = Report::from_json(&done.report) {
+                    for s in &r.steps {
+                        let l = TargetStepLabels {
+                            target: target.clone(),
+                            step: s.name.clone(),
+                        };
+                        m.drill_step_duration
+                            .get_or_create(&l)
+                            .set(s.elapsed_s.unwrap_or(0.0));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What each step expects, for the report.
+fn expectations(
+    plan: &inject::Plan,
+    channel: &str,
+    p: &PromotionSettings,
+    live: bool,
+) -> Vec<(&'static str, String)> {
+    let outcome = if p.outcome_channels.is_empty() {
+        "no outcome_channels: nothing to tell".to_owned()
+    } else {
+        format!(
+            "[DRILL] \"requested\" and \"{}\" delivered to {}",
+            if live { "succeeded" } else { "verified" },
+            p.outcome_channels.join(", ")
+        )
+    };
+    vec![
+        (
+            STEPS[0],
+            format!(
+                "{} firing, marked as this drill: {}",
+                plan.alert_name,
+                plan.describe()
+            ),
+        ),
+        (
+            STEPS[1],
+            format!("the alert reaches promotion channel {channel}"),
+        ),
+        (
+            STEPS[2],
+            match &p.quorum {
+                Some(q) => format!(
+                    "no incident open, outside the cooldown, quorum of {} {} values met",
+                    q.count, q.label
+                ),
+                None => "no incident open, outside the cooldown".to_owned(),
+            },
+        ),
+        (
+            STEPS[3],
+            if live {
+                "the endpoint runs the promotion command once: promoted".to_owned()
+            } else {
+                "signed dry_run for the next epoch: the endpoint verifies signature, epoch, state and command, answers verified; nothing runs".to_owned()
+            },
+        ),
+        (STEPS[4], outcome),
+        (
+            STEPS[5],
+            if p.outcome_channels.is_empty() {
+                "the alert resolves: no failback".to_owned()
+            } else {
+                format!(
+                    "the alert resolves: [DRILL] \"resolved, no failback\" delivered to {}",
+                    p.outcome_channels.join(", ")
+                )
+            },
+        ),
+    ]
+}
+
+/// One drill in progress.
+struct Run {
+    runner: Runner,
+    req: Request,
+    plan: inject::Plan,
+    promotion: PromotionSettings,
+    auth: Option<crate::config::HttpAuth>,
+    report: Report,
+    started: Instant,
+    /// The end of the last step.
+    mark: Instant,
+}
+
+/// What a step came to: pass (what was seen), or fail (why).
+type StepEnd = std::result::Result<String, String>;
+
+impl Run {
+    async fn run(mut self) {
+        let id = self.report.id.clone();
+        let mut failed: Option<String> = None;
+        for name in &STEPS[..5] {
+            if failed.is_some() {
+                self.skip(name);
+                continue;
+            }
+            self.begin(name).await;
+            let end = match *name {
+                "inject" => self.inject().await,
+                "receive" => {
+                    self.wait(name, |n| {
+                        n.received_at
+                            .map(|_| "reached the promotion channel".to_owned())
+                            .map(Ok)
+                    })
+                    .await
+                }
+                "guards" => self.wait(name, guards).await,
+                "verify" => self.wait(name, verify).await,
+                _ => self.tell().await,
+            };
+            if let Err(why) = &end {
+                failed = Some(format!("{name}: {why}"));
+            }
+            self.end(name, end).await;
+        }
+        // The alert is resolved whatever came before, so that no drill alert lingers.
+        self.begin("resolve").await;
+        let end = self.resolve().await;
+        if let (Err(why), None) = (&end, &failed) {
+            failed = Some(format!("resolve: {why}"));
+        }
+        self.end("resolve", end).await;
+        let passed = failed.is_none();
+        self.report.passed = Some(passed);
+        self.report.finished_at = rfc3339(now_ms());
+        self.report.verdict = match &failed {
+            None => format!(
+                "PASSED: every step within its budget, in {:.1} s",
+                self.started.elapsed().as_secs_f64()
+            ),
+            Some(why) => format!("FAILED at {why}"),
+        };
+        if self.req.live {
+            self.report.next = vec![
+                format!("Verify the backup serves as the primary ({}).", self.req.target),
+                "Fail back by hand when the old primary is healthy again (your runbook's failback steps; amrelay never fails back).".into(),
+                "On the backup: `amrelay promotion reset` (the endpoint stays `promoted` until then, and refuses the next incident).".into(),
+                "Then `amrelay drill --target ...` (dry run) to prove the chain is armed again.".into(),
+            ];
+        }
+        self.save().await;
+        self.runner.refresh_metrics().await;
+        if passed {
+            tracing::warn!(drill = %id, verdict = %self.report.verdict, "failover drill passed");
+        } else {
+            tracing::error!(drill = %id, verdict = %self.report.verdict, "failover drill failed");
+        }
+    }
+
+    async fn begin(&mut self, name: &str) {
+        self.report.step(name).result = report::Result::Running;
+        self.save().await;
+    }
+
+    fn skip(&mut self, name: &str) {
+        let s = self.report.step(name);
+        s.result = report::Result::Skipped;
+        s.actual = "not run: an earlier step failed".into();
+    }
+
+    async fn end(&mut self, name: &str, end: StepEnd) {
+        let elapsed = self.mark.elapsed();
+        self.mark = Instant::now();
+        let budget = self.req.step_timeout;
+        let s = self.report.step(name);
+        s.elapsed_s = Some(elapsed.as_secs_f64());
+        match end {
+            Ok(actual) if elapsed <= budget => {
+                s.actual = actual;
+                s.result = report::Result::Pass;
+            }
+            Ok(actual) => {
+                s.actual = format!("{actual}, but over the budget");
+                s.result = report::Result::Fail;
+            }
+            Err(why) => {
+                s.actual = why;
+                s.result = report::Result::Fail;
+            }
+        }
+        self.save().await;
+    }
+
+    async fn save(&self) {
+        let r = &self.report;
+        if let Err(e) = self
+            .runner
+            .caller
+            .drill_report(&r.id, r.to_json(), r.passed, now_ms())
+            .await
+        {
+            tracing::error!(drill = %r.id, error = %e, "cannot store the drill's report");
+        }
+    }
+
+    async fn notes(&self) -> std::result::Result<DrillNotes, String> {
+        match self.runner.caller.drill(&self.report.id).await? {
+            Some(d) => Ok(d.notes),
+            None => Err("the drill is gone from the store".into()),
+        }
+    }
+
+    /// Waits for the caller's notes to settle the step, within its budget.
+    async fn wait(&self, name: &str, settled: impl Fn(&DrillNotes) -> Option<StepEnd>) -> StepEnd {
+        let deadline = Instant::now() + self.req.step_timeout;
+        loop {
+            let notes = match self.notes().await {
+                Ok(n) => n,
+                Err(e) => return Err(e),
+            };
+            if let Some(end) = settled(&notes) {
+                return end;
+            }
+            if Instant::now() >= deadline {
+                return Err(timed_out(name, &notes, &self.promotion));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn inject(&mut self) -> StepEnd {
+        let client = &self.runner.client;
+        if self.req.alertmanagers.is_empty() {
+            inject::to_webhook(
+                client,
+                &self.runner.webhook,
+                self.auth.as_ref(),
+                &self.plan,
+                true,
+            )
+            .await
+        } else {
+            inject::to_alertmanagers(client, &self.req.alertmanagers, &self.plan, true).await
+        }
+    }
+
+    /// The messages the caller stored are delivered (or there are none to tell).
+    async fn tell(&self) -> StepEnd {
+        let want = 2 * self.promotion.outcome_channels.len();
+        if want == 0 {
+            return Ok("no outcome_channels configured: nothing told".into());
+        }
+        self.delivered(want, |n| n.told.clone()).await
+    }
+
+    async fn resolve(&mut self) -> StepEnd {
+        let client = &self.runner.client;
+        let sent = if self.req.alertmanagers.is_empty() {
+            inject::to_webhook(
+                client,
+                &self.runner.webhook,
+                self.auth.as_ref(),
+                &self.plan,
+                false,
+            )
+            .await
+        } else {
+            inject::to_alertmanagers(client, &self.req.alertmanagers, &self.plan, false).await
+        };
+        let sent = sent?;
+        let received = self
+            .wait("resolve", |n| {
+                n.resolved.as_ref().map(|r| Ok(r.detail.clone()))
+            })
+            .await?;
+        let want = self.promotion.outcome_channels.len();
+        if want == 0 {
+            return Ok(format!("{sent}; {received}"));
+        }
+        let told = self.delivered(want, |n| n.resolved_told.clone()).await?;
+        Ok(format!("{sent}; {received}; {told}"))
+    }
+
+    /// Waits until `want` messages are stored and every one is delivered.
+    async fn delivered(&self, want: usize, ids: impl Fn(&DrillNotes) -> Vec<i64>) -> StepEnd {
+        let deadline = Instant::now() + self.req.step_timeout;
+        loop {
+            let notes = self.notes().await?;
+            let ids = ids(&notes);
+            let states = self
+                .runner
+                .outbox
+                .delivery_states(&ids)
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = states.iter().filter(|(_, s)| s == "delivered").count();
+            if let Some((id, s)) = states
+                .iter()
+                .find(|(_, s)| matches!(s.as_str(), "dead" | "cancelled"))
+            {
+                return Err(format!(
+                    "outcome message (delivery {id}) is {s}: see `amrelay dead-letters list`"
+                ));
+            }
+            if ids.len() >= want && done == ids.len() {
+                return Ok(format!("{done} message(s) delivered (deliveries {ids:?})"));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{done} of {want} message(s) delivered within the budget (stored: {}); check the outcome channels",
+                    ids.len()
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+fn guards(n: &DrillNotes) -> Option<StepEnd> {
+    n.guards.as_ref().map(|g| {
+        if g.ok {
+            Ok(g.detail.clone())
+        } else {
+            Err(g.detail.clone())
+        }
+    })
+}
+
+fn verify(n: &DrillNotes) -> Option<StepEnd> {
+    n.answer.as_ref().map(|a| {
+        if a.ok {
+            Ok(a.detail.clone())
+        } else {
+            Err(a.detail.clone())
+        }
+    })
+}
+
+/// What a step that ran out of time says it saw.
+fn timed_out(step: &str, n: &DrillNotes, p: &PromotionSettings) -> String {
+    match step {
+        "receive" => "the alert did not reach the promotion channel within the budget: check Alertmanager's route to amrelay and amrelay's [[routes]] for the drill's labels".into(),
+        "guards" => match &p.quorum {
+            Some(q) if (n.monitors.len() as u32) < q.count => format!(
+                "quorum not met: {} of {} {} values seen ({})",
+                n.monitors.len(),
+                q.count,
+                q.label,
+                n.monitors.join(", ")
+            ),
+            _ => "the guards gave no answer within the budget".into(),
+        },
+        "verify" => "no answer from the endpoint within the budget (see amrelay's log and the channel's queue)".into(),
+        _ => format!("{step}: nothing within the budget"),
+    }
+}
