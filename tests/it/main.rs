@@ -15,6 +15,7 @@ mod collector;
 mod delivery;
 mod deploy;
 mod drill;
+mod drills;
 mod email;
 mod endpoint;
 mod exposition;

@@ -14,17 +14,17 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Pair {
-    backup: TestApp,
-    backup_dir: PathBuf,
-    caller: TestApp,
-    admin_port: u16,
-    outcomes: Fake,
+pub struct Pair {
+    pub backup: TestApp,
+    pub backup_dir: PathBuf,
+    pub caller: TestApp,
+    pub admin_port: u16,
+    pub outcomes: Fake,
 }
 
 /// A backup whose command exits with `exit`, and a caller whose promotion channel has
 /// `keys` added.
-async fn pair(exit: i32, keys: &str) -> Pair {
+pub async fn pair(exit: i32, keys: &str) -> Pair {
     let backup_tmp = tempfile::tempdir().unwrap();
     let backup_dir = backup_tmp.path().to_path_buf();
     std::fs::write(backup_dir.join("exit"), exit.to_string()).unwrap();
@@ -88,7 +88,7 @@ channels = ["ops"]
 }
 
 /// PrimaryDown for target "primary" from `monitor`, firing since now (or resolved).
-fn primary_down(group: &str, monitor: &str, resolved: bool) -> Vec<u8> {
+pub fn primary_down(group: &str, monitor: &str, resolved: bool) -> Vec<u8> {
     let name = if resolved {
         "primary-down-resolved"
     } else {
@@ -111,11 +111,11 @@ fn primary_down(group: &str, monitor: &str, resolved: bool) -> Vec<u8> {
 }
 
 impl Pair {
-    fn runs(&self) -> Vec<String> {
+    pub fn runs(&self) -> Vec<String> {
         runs(&self.backup_dir)
     }
 
-    async fn wait_runs(&self, n: usize) -> Vec<String> {
+    pub async fn wait_runs(&self, n: usize) -> Vec<String> {
         eventually(format!("{n} runs of the command"), WAIT, || {
             let r = self.runs();
             if r.len() >= n {
@@ -127,7 +127,7 @@ impl Pair {
         .await
     }
 
-    async fn event(&self, event: &str, at_least: f64) {
+    pub async fn event(&self, event: &str, at_least: f64) {
         self.caller
             .wait_metric(
                 &format!(
@@ -140,7 +140,7 @@ impl Pair {
     }
 
     /// Waits for an outcome message containing `needle`.
-    async fn outcome(&self, needle: &str) -> String {
+    pub async fn outcome(&self, needle: &str) -> String {
         eventually(format!("an outcome with {needle:?}"), WAIT, || {
             let texts: Vec<String> = self
                 .outcomes
@@ -158,7 +158,7 @@ impl Pair {
     }
 
     /// `amrelay ARGS --admin-url ... --token-file DIR/TOKEN_FILE` against the caller.
-    async fn admin_cli(&self, args: &[&str], token_file: &str) -> std::process::Output {
+    pub async fn admin_cli(&self, args: &[&str], token_file: &str) -> std::process::Output {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
             .args(args)
             .arg("--admin-url")
@@ -179,7 +179,7 @@ impl Pair {
         self.admin_cli(&args, "admin.token").await
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.caller.stop().await;
         self.backup.stop().await;
     }

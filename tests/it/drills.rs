@@ -1,0 +1,297 @@
+//! `amrelay drill` against the real endpoint (amrelay with `[promotion_endpoint]`), the
+//! alert straight to the caller's webhook: every step verified, nothing run; a missing
+//! command, an open incident and a promoted endpoint stop it; a drill's monitors never
+//! count toward a real quorum; an outside alert posing as a drill does nothing; a live
+//! drill promotes once; surprise drills fire by themselves. The drill through the real
+//! Alertmanager pair is in `drill.rs`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::promotion::{pair, primary_down, Pair};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `amrelay drill --target primary ARGS --format json`: the exit code and the report.
+async fn drill(p: &Pair, args: &[&str]) -> (i32, Value, String) {
+    let mut all = vec![
+        "drill",
+        "--target",
+        "primary",
+        "--step-timeout",
+        "15s",
+        "--format",
+        "json",
+    ];
+    all.extend_from_slice(args);
+    let out = p.admin_cli(&all, "admin.token").await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), report, stderr)
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no step {name} in {report:#}"))
+}
+
+fn results(report: &Value) -> Vec<String> {
+    report["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| format!("{}={}", s["name"].as_str().unwrap(), s["result"].as_str().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn endpoint_epoch(p: &Pair) -> f64 {
+    p.backup.metric("amrelay_promotion_epoch").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_verifies_every_step_and_runs_nothing() {
+    let p = pair(0, "").await;
+    let epoch_before = endpoint_epoch(&p).await;
+    let (code, report, stderr) = drill(&p, &[]).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert_eq!(
+        results(&report),
+        ["inject", "receive", "guards", "verify", "tell", "resolve"].map(|s| format!("{s}=pass")),
+        "{report:#}"
+    );
+    assert!(
+        step(&report, "verify")["actual"]
+            .as_str()
+            .unwrap()
+            .contains("verified"),
+        "{report:#}"
+    );
+    // Each step's time is measured and within the budget.
+    for s in report["steps"].as_array().unwrap() {
+        let e = s["elapsed_s"].as_f64().unwrap();
+        assert!((0.0..15.0).contains(&e), "{s:#}");
+    }
+    // Nothing ran, no epoch moved, and every message said [DRILL].
+    assert!(p.runs().is_empty(), "the command ran: {:?}", p.runs());
+    assert_eq!(endpoint_epoch(&p).await, epoch_before);
+    let texts: Vec<String> = p
+        .outcomes
+        .received()
+        .iter()
+        .map(|r| r.json["commonAnnotations"]["summary"].to_string())
+        .collect();
+    assert_eq!(texts.len(), 3, "requested, verified, resolved: {texts:#?}");
+    assert!(texts.iter().all(|t| t.contains("[DRILL]")), "{texts:#?}");
+    assert!(texts.iter().any(|t| t.contains("verified")), "{texts:#?}");
+    assert!(texts.iter().any(|t| t.contains("no failback")), "{texts:#?}");
+    // The webhook channel's title says it too.
+    assert!(p
+        .outcomes
+        .received()
+        .iter()
+        .all(|r| r.json["title"].as_str().is_some_and(|t| t.starts_with("[DRILL] "))));
+
+    // Kept in the store: `drill show` prints the same drill as a table.
+    let id = report["id"].as_str().unwrap();
+    let shown = p.admin_cli(&["drill", "show"], "admin.token").await;
+    let table = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{table}");
+    assert!(table.contains(id), "{table}");
+    assert_eq!(table.lines().filter(|l| l.starts_with("| ")).count(), 7, "{table}");
+    assert!(table.contains("PASSED"), "{table}");
+
+    // The gauges: last run, last success, passed, and each step's duration.
+    let started = p
+        .caller
+        .metric("amrelay_drill_last_run_timestamp_seconds{target=\"primary\"}")
+        .await;
+    assert!(started > 1.7e9, "{started}");
+    assert_eq!(
+        p.caller
+            .metric("amrelay_drill_last_success_timestamp_seconds{target=\"primary\"}")
+            .await,
+        started
+    );
+    assert_eq!(
+        p.caller
+            .metric("amrelay_drill_last_passed{target=\"primary\"}")
+            .await,
+        1.0
+    );
+    let verify_s = p
+        .caller
+        .metric("amrelay_drill_step_duration_seconds{target=\"primary\",step=\"verify\"}")
+        .await;
+    assert_eq!(verify_s, step(&report, "verify")["elapsed_s"].as_f64().unwrap());
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_with_a_quorum_injects_one_alert_per_monitor_and_never_counts_toward_a_real_one()
+{
+    let p = pair(0, "quorum = { label = \"monitor\", count = 2, within = \"5m\" }").await;
+    let (code, report, stderr) = drill(&p, &[]).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    let guards = step(&report, "guards")["actual"].as_str().unwrap().to_owned();
+    assert!(guards.contains("monitor=drill-1,drill-2"), "{guards}");
+    // A real report from one monitor now: the drill's two must not make its quorum.
+    let (status, _) = p.caller.post(primary_down("real", "mon1", false)).await;
+    assert_eq!(status, 200);
+    p.event("waiting_quorum", 1.0).await;
+    assert_eq!(
+        p.caller
+            .metric("amrelay_promotion_incidents_total{target=\"primary\",event=\"requested\"}")
+            .await,
+        0.0
+    );
+    assert!(p.runs().is_empty());
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_finds_a_command_that_cannot_run() {
+    let p = pair(0, "").await;
+    // The script went away after the endpoint started (a bad deploy).
+    std::fs::remove_file(p.backup_dir.join("promote.sh")).unwrap();
+    let (code, report, stderr) = drill(&p, &[]).await;
+    assert_eq!(code, 1, "{report:#}\n{stderr}");
+    assert_eq!(report["passed"], false);
+    let verify = step(&report, "verify");
+    assert_eq!(verify["result"], "fail", "{report:#}");
+    assert!(
+        verify["actual"].as_str().unwrap().contains("could not run"),
+        "{verify:#}"
+    );
+    assert_eq!(step(&report, "tell")["result"], "skipped");
+    // The alert is resolved all the same.
+    assert_eq!(step(&report, "resolve")["result"], "pass", "{report:#}");
+    assert!(report["verdict"].as_str().unwrap().contains("verify"));
+    assert_eq!(
+        p.caller
+            .metric("amrelay_drill_last_passed{target=\"primary\"}")
+            .await,
+        0.0
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_never_interferes_with_a_real_incident_or_a_promoted_endpoint() {
+    let p = pair(0, "cooldown = \"0s\"").await;
+    let (status, _) = p.caller.post(primary_down("real", "mon1", false)).await;
+    assert_eq!(status, 200);
+    p.wait_runs(1).await;
+    p.event("promoted", 1.0).await;
+    // The incident is open: refused before anything is sent.
+    let (code, _, stderr) = drill(&p, &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("409") && stderr.contains("real incident is open"), "{stderr}");
+    // Resolved: the incident closes, the endpoint stays promoted. The drill goes
+    // through the guards and stops at the endpoint, saying why.
+    let (status, _) = p.caller.post(primary_down("real", "mon1", true)).await;
+    assert_eq!(status, 200);
+    p.outcome("no failback").await;
+    let (code, report, stderr) = drill(&p, &[]).await;
+    assert_eq!(code, 1, "{report:#}\n{stderr}");
+    let verify = step(&report, "verify")["actual"].as_str().unwrap().to_owned();
+    assert!(verify.contains("the endpoint is promoted"), "{verify}");
+    assert!(verify.contains("promotion reset"), "{verify}");
+    assert_eq!(p.runs().len(), 1, "the drill ran the command");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_posing_as_a_drill_does_nothing() {
+    let p = pair(0, "").await;
+    let mut v: Value = serde_json::from_slice(&primary_down("posing", "mon1", false)).unwrap();
+    for section in ["commonLabels", "groupLabels"] {
+        v[section]["amrelay_drill"] = "made-up".into();
+    }
+    for a in v["alerts"].as_array_mut().unwrap() {
+        a["labels"]["amrelay_drill"] = "made-up".into();
+    }
+    let (status, _) = p.caller.post(serde_json::to_vec(&v).unwrap()).await;
+    assert_eq!(status, 200);
+    p.caller
+        .wait_metric(
+            "amrelay_deliveries_failed_total{channel=\"promote\",reason=\"permanent\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
+    assert!(p.runs().is_empty());
+    assert_eq!(
+        p.caller
+            .metric("amrelay_promotion_incidents_total{target=\"primary\",event=\"requested\"}")
+            .await,
+        0.0
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_drill_promotes_once_and_says_how_to_fail_back() {
+    let p = pair(0, "").await;
+    let (code, report, stderr) = drill(&p, &["--live", "--yes"]).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["live"], true);
+    assert_eq!(p.runs().len(), 1);
+    let next = report["next"].to_string();
+    assert!(next.contains("promotion reset"), "{next}");
+    assert!(step(&report, "verify")["actual"]
+        .as_str()
+        .unwrap()
+        .starts_with("promoted"));
+    // Without --yes it asks, and an empty answer does nothing.
+    let out = p
+        .admin_cli(&["drill", "--target", "primary", "--live"], "admin.token")
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not confirmed"));
+    assert_eq!(p.runs().len(), 1);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surprise_drills_fire_by_themselves_and_are_marked() {
+    let p = pair(
+        0,
+        "\n[[drills]]\ntarget = \"primary\"\nevery = \"3s\"\nstep_timeout = \"15s\"\n",
+    )
+    .await;
+    let client = http_client();
+    let url = format!("http://127.0.0.1:{}/v1/admin/drills?limit=10", p.admin_port);
+    let drills = eventually("a surprise drill that passed", WAIT, || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let v: Value = client
+                .get(&url)
+                .bearer_auth("admin-token")
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let all = v.as_array().cloned().unwrap_or_default();
+            if all.iter().any(|d| d["surprise"] == true && d["passed"] == true) {
+                Ok(all)
+            } else {
+                Err(format!("{v:#}"))
+            }
+        }
+    })
+    .await;
+    assert!(drills.iter().all(|d| d["surprise"] == true && d["live"] == false));
+    assert!(p.runs().is_empty());
+    p.outcome("[DRILL]").await;
+    p.stop().await;
+}
