@@ -142,6 +142,10 @@ channels = ["stdout"]
             dir.path(),
             &format!("http://{}/healthz", primary.addr),
             [&format!("127.0.0.1:{web0}"), &format!("127.0.0.1:{web1}")],
+            &[
+                (&format!("127.0.0.1:{caller_port}"), "monitoring"),
+                (&endpoint.addr.to_string(), "backup"),
+            ],
         );
         let drill = Drill {
             dir,
