@@ -556,13 +556,15 @@ pub(crate) async fn query(client: &reqwest::Client, prometheus: &str, path: &str
     r.json().await.ok()
 }
 
-/// The shipped fast profile, moved to free ports, probing `primary_url` and alerting the
-/// two Alertmanagers at `alertmanagers` (host:port): the blackbox exporter and Prometheus
-/// running in `dir`, and Prometheus' URL.
+/// The shipped fast profile, moved to free ports, probing `primary_url`, alerting the
+/// two Alertmanagers at `alertmanagers` (host:port) and scraping the amrelays at
+/// `amrelays` ((host:port, store) each; none: the shipped target is left, unreachable):
+/// the blackbox exporter and Prometheus running in `dir`, and Prometheus' URL.
 pub(crate) fn fast_profile(
     dir: &Path,
     primary_url: &str,
     alertmanagers: [&str; 2],
+    amrelays: &[(&str, &str)],
 ) -> (Children, String) {
     let (blackbox, web) = (
         format!("127.0.0.1:{}", free_port()),
@@ -576,6 +578,26 @@ pub(crate) fn fast_profile(
         ("127.0.0.1:9193", alertmanagers[1]),
     ] {
         config = replaced(&config, from, to);
+    }
+    if !amrelays.is_empty() {
+        let targets: String = amrelays
+            .iter()
+            .map(|(addr, store)| {
+                format!("      - targets: [{addr}]\n        labels:\n          store: {store}\n")
+            })
+            .collect();
+        config = replaced(
+            &config,
+            "      - targets: [127.0.0.1:9097]\n        labels:\n          store: monitoring\n",
+            &targets,
+        );
+        // The shipped 15 s would leave a test's few seconds of failover unseen, or seen
+        // in one sample; amrelay.rules.yml's windows hold at any shorter interval.
+        config = replaced(
+            &config,
+            "  - job_name: amrelay\n    scrape_interval: 15s\n",
+            "  - job_name: amrelay\n    scrape_interval: 1s\n",
+        );
     }
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     for rules in ["failover.fast.rules.yml", AMRELAY_RULES] {
@@ -620,8 +642,12 @@ async fn fast_profile_fires_primary_down_within_its_bound_after_the_primary_stop
     let primary = tokio::spawn(async move { axum::serve(primary, app).await });
     let (alertmanager, posted) = fake_alertmanager().await;
 
-    let (_children, prometheus) =
-        fast_profile(dir.path(), &primary_url, [&alertmanager, &alertmanager]);
+    let (_children, prometheus) = fast_profile(
+        dir.path(),
+        &primary_url,
+        [&alertmanager, &alertmanager],
+        &[],
+    );
     let client = crate::helpers::http_client();
 
     // Up: the probe of the running primary succeeds.

@@ -142,6 +142,10 @@ channels = ["stdout"]
             dir.path(),
             &format!("http://{}/healthz", primary.addr),
             [&format!("127.0.0.1:{web0}"), &format!("127.0.0.1:{web1}")],
+            &[
+                (&format!("127.0.0.1:{caller_port}"), "monitoring"),
+                (&endpoint.addr.to_string(), "backup"),
+            ],
         );
         let drill = Drill {
             dir,
@@ -365,6 +369,17 @@ async fn the_drill_promotes_once_and_never_fails_back() {
     // Another report of the same outage joins the incident; still one run.
     d.duplicate().await;
     assert_eq!(d.runs().len(), 1, "{}", runs_path(&d).display());
+    // The dashboard shows it: every panel's query runs on this Prometheus, the failover
+    // panels with data (PrimaryDown still firing: the primary is still down).
+    crate::dashboard::every_panel_runs_on(
+        &d.client,
+        &d.prometheus,
+        &[
+            format!("127.0.0.1:{}", d.caller_port),
+            d.endpoint.addr.to_string(),
+        ],
+    )
+    .await;
 
     // The primary comes back: the alert resolves, people are told, nothing fails back.
     d.revive_primary().await;

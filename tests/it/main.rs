@@ -1,6 +1,7 @@
 //! amrelay's integration tests: the app on port 0 against fakes written from the vendors'
 //! documentation, the binary killed mid-delivery, and the real Alertmanager.
 
+mod dashboard_model;
 mod email_fakes;
 mod fakes;
 mod helpers;
@@ -12,6 +13,7 @@ mod alertmanager;
 mod backends;
 mod cli;
 mod collector;
+mod dashboard;
 mod delivery;
 mod deploy;
 mod drill;
