@@ -268,28 +268,25 @@ async fn surprise_drills_fire_by_themselves_and_are_marked() {
     .await;
     let client = http_client();
     let url = format!("http://127.0.0.1:{}/v1/admin/drills?limit=10", p.admin_port);
-    let drills = eventually("a surprise drill that passed", WAIT, || {
-        let client = client.clone();
-        let url = url.clone();
-        async move {
-            let v: Value = client
-                .get(&url)
-                .bearer_auth("admin-token")
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            let all = v.as_array().cloned().unwrap_or_default();
-            if all.iter().any(|d| d["surprise"] == true && d["passed"] == true) {
-                Ok(all)
-            } else {
-                Err(format!("{v:#}"))
-            }
+    // Polled: the drill fires by itself, at a moment the test does not choose.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let drills = loop {
+        let v: Value = client
+            .get(&url)
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let all = v.as_array().cloned().unwrap_or_default();
+        if all.iter().any(|d| d["surprise"] == true && d["passed"] == true) {
+            break all;
         }
-    })
-    .await;
+        assert!(tokio::time::Instant::now() < deadline, "no surprise drill passed: {v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(drills.iter().all(|d| d["surprise"] == true && d["live"] == false));
     assert!(p.runs().is_empty());
     p.outcome("[DRILL]").await;
