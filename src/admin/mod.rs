@@ -288,16 +288,17 @@ async fn start_drill(
     if let Some(r) = refuse(&st, &headers).await {
         return r;
     }
-    let req: DrillRequest =
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return error(
+    let req: DrillRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "expected {{\"target\", \"alertmanagers\", \"live\", \"step_timeout\"}}: {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let mut alertmanagers = Vec::new();
     for (i, u) in req.alertmanagers.iter().enumerate() {
         // A base URL: `join` must add to its path, not replace its last segment.

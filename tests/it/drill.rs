@@ -58,6 +58,8 @@ struct Drill {
     ams: Killed,
     caller: Option<TestApp>,
     caller_port: u16,
+    /// The caller's admin API (`amrelay drill`).
+    admin_port: u16,
     endpoint_port: u16,
     endpoint: TestApp,
     outcomes: Fake,
@@ -114,7 +116,15 @@ channels = ["stdout"]
         // The monitoring host: amrelay with a promotion channel, told outcomes on a webhook.
         let caller_port = free_port();
         let caller_dir = tempfile::tempdir().unwrap();
-        let caller = start_caller(caller_dir, caller_port, endpoint_port, &secret, &outcomes).await;
+        let admin_port = free_port();
+        let caller = start_caller(
+            caller_dir,
+            (caller_port, admin_port),
+            endpoint_port,
+            &secret,
+            &outcomes,
+        )
+        .await;
 
         // The shipped Alertmanager config, pointed at this caller.
         std::fs::write(dir.path().join("bearer.token"), BEARER).unwrap();
@@ -157,6 +167,7 @@ channels = ["stdout"]
             ams,
             caller: Some(caller),
             caller_port,
+            admin_port,
             endpoint_port,
             endpoint,
             outcomes,
@@ -295,18 +306,24 @@ channels = ["stdout"]
     }
 }
 
+/// The caller, its webhooks on `ports.0` and its admin API on `ports.1`.
 async fn start_caller(
     dir: tempfile::TempDir,
-    port: u16,
+    (port, admin_port): (u16, u16),
     endpoint_port: u16,
     secret: &Path,
     outcomes: &Fake,
 ) -> TestApp {
+    std::fs::write(dir.path().join("admin.token"), "admin-token\n").unwrap();
     let config = format!(
         r#"
 [server]
 bearer_token_file = "{{dir}}/bearer.token"
 shutdown_grace = "200ms"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token_file = "{{dir}}/admin.token"
 
 [[channels]]
 name = "promote"
@@ -419,13 +436,84 @@ async fn the_drill_with_the_caller_restarted_mid_incident() {
     // The caller has asked and is waiting on the running command; it restarts.
     let dir = d.caller.take().unwrap().stop().await;
     let secret = d.dir.path().join("promotion.key");
-    let caller = start_caller(dir, d.caller_port, d.endpoint_port, &secret, &d.outcomes).await;
+    let caller = start_caller(
+        dir,
+        (d.caller_port, d.admin_port),
+        d.endpoint_port,
+        &secret,
+        &d.outcomes,
+    )
+    .await;
     d.caller = Some(caller);
     d.hold(false);
     d.wait_outcome("succeeded").await;
     d.duplicate().await;
     let runs = d.runs();
     assert_eq!(runs.len(), 1, "{runs:?}");
+    d.caller.take().unwrap().stop().await;
+    d.endpoint.stop().await;
+}
+
+/// `amrelay drill` through both real Alertmanagers: the alert takes the real routing
+/// path (Alertmanager's route, group_wait, the webhook), each step is verified, the
+/// report printed; nothing runs. Then Prometheus has the drill's gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amrelay_drill_through_the_real_alertmanagers_verifies_every_step_and_runs_nothing() {
+    let mut d = Drill::start().await;
+    let caller_dir = d.caller.as_ref().unwrap().dir.path().to_path_buf();
+    let mut args = vec![
+        "drill".to_owned(),
+        "--target".into(),
+        "primary".into(),
+        "--step-timeout".into(),
+        "60s".into(),
+        "--admin-url".into(),
+        format!("http://127.0.0.1:{}", d.admin_port),
+        "--token-file".into(),
+        caller_dir.join("admin.token").display().to_string(),
+    ];
+    for web in d.am_webs {
+        args.push("--alertmanager".into());
+        args.push(format!("http://127.0.0.1:{web}"));
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_amrelay"))
+        .args(&args)
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report.matches("| pass |").count(), 6, "{report}");
+    assert!(
+        report.contains("alertmanager http://127.0.0.1:"),
+        "{report}"
+    );
+    assert!(d.runs().is_empty(), "the drill ran the command");
+    d.wait_outcome("[DRILL]").await;
+    // Prometheus scraped what the drill came to.
+    let mut url = reqwest::Url::parse("http://x/api/v1/query").unwrap();
+    url.query_pairs_mut().append_pair(
+        "query",
+        "amrelay_drill_last_passed{target=\"primary\"} == 1",
+    );
+    let path = format!("{}?{}", url.path(), url.query().unwrap());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = query(&d.client, &d.prometheus, &path).await;
+        if v.as_ref()
+            .and_then(|v| v["data"]["result"].as_array())
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path}: {v:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     d.caller.take().unwrap().stop().await;
     d.endpoint.stop().await;
 }

@@ -44,7 +44,13 @@ fn results(report: &Value) -> Vec<String> {
         .as_array()
         .map(|s| {
             s.iter()
-                .map(|s| format!("{}={}", s["name"].as_str().unwrap(), s["result"].as_str().unwrap()))
+                .map(|s| {
+                    format!(
+                        "{}={}",
+                        s["name"].as_str().unwrap(),
+                        s["result"].as_str().unwrap()
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -90,13 +96,14 @@ async fn a_drill_verifies_every_step_and_runs_nothing() {
     assert_eq!(texts.len(), 3, "requested, verified, resolved: {texts:#?}");
     assert!(texts.iter().all(|t| t.contains("[DRILL]")), "{texts:#?}");
     assert!(texts.iter().any(|t| t.contains("verified")), "{texts:#?}");
-    assert!(texts.iter().any(|t| t.contains("no failback")), "{texts:#?}");
+    assert!(
+        texts.iter().any(|t| t.contains("no failback")),
+        "{texts:#?}"
+    );
     // The webhook channel's title says it too.
-    assert!(p
-        .outcomes
-        .received()
-        .iter()
-        .all(|r| r.json["title"].as_str().is_some_and(|t| t.starts_with("[DRILL] "))));
+    assert!(p.outcomes.received().iter().all(|r| r.json["title"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("[DRILL] "))));
 
     // Kept in the store: `drill show` prints the same drill as a table.
     let id = report["id"].as_str().unwrap();
@@ -104,7 +111,11 @@ async fn a_drill_verifies_every_step_and_runs_nothing() {
     let table = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.status.success(), "{table}");
     assert!(table.contains(id), "{table}");
-    assert_eq!(table.lines().filter(|l| l.starts_with("| ")).count(), 7, "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("| ")).count(),
+        7,
+        "{table}"
+    );
     assert!(table.contains("PASSED"), "{table}");
 
     // The gauges: last run, last success, passed, and each step's duration.
@@ -129,17 +140,26 @@ async fn a_drill_verifies_every_step_and_runs_nothing() {
         .caller
         .metric("amrelay_drill_step_duration_seconds{target=\"primary\",step=\"verify\"}")
         .await;
-    assert_eq!(verify_s, step(&report, "verify")["elapsed_s"].as_f64().unwrap());
+    assert_eq!(
+        verify_s,
+        step(&report, "verify")["elapsed_s"].as_f64().unwrap()
+    );
     p.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drill_with_a_quorum_injects_one_alert_per_monitor_and_never_counts_toward_a_real_one()
-{
-    let p = pair(0, "quorum = { label = \"monitor\", count = 2, within = \"5m\" }").await;
+async fn a_drill_with_a_quorum_injects_one_alert_per_monitor_and_never_counts_toward_a_real_one() {
+    let p = pair(
+        0,
+        "quorum = { label = \"monitor\", count = 2, within = \"5m\" }",
+    )
+    .await;
     let (code, report, stderr) = drill(&p, &[]).await;
     assert_eq!(code, 0, "{report:#}\n{stderr}");
-    let guards = step(&report, "guards")["actual"].as_str().unwrap().to_owned();
+    let guards = step(&report, "guards")["actual"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(guards.contains("monitor=drill-1,drill-2"), "{guards}");
     // A real report from one monitor now: the drill's two must not make its quorum.
     let (status, _) = p.caller.post(primary_down("real", "mon1", false)).await;
@@ -192,7 +212,10 @@ async fn a_drill_never_interferes_with_a_real_incident_or_a_promoted_endpoint() 
     // The incident is open: refused before anything is sent.
     let (code, _, stderr) = drill(&p, &[]).await;
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("409") && stderr.contains("real incident is open"), "{stderr}");
+    assert!(
+        stderr.contains("409") && stderr.contains("real incident is open"),
+        "{stderr}"
+    );
     // Resolved: the incident closes, the endpoint stays promoted. The drill goes
     // through the guards and stops at the endpoint, saying why.
     let (status, _) = p.caller.post(primary_down("real", "mon1", true)).await;
@@ -200,7 +223,10 @@ async fn a_drill_never_interferes_with_a_real_incident_or_a_promoted_endpoint() 
     p.outcome("no failback").await;
     let (code, report, stderr) = drill(&p, &[]).await;
     assert_eq!(code, 1, "{report:#}\n{stderr}");
-    let verify = step(&report, "verify")["actual"].as_str().unwrap().to_owned();
+    let verify = step(&report, "verify")["actual"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(verify.contains("the endpoint is promoted"), "{verify}");
     assert!(verify.contains("promotion reset"), "{verify}");
     assert_eq!(p.runs().len(), 1, "the drill ran the command");
@@ -281,13 +307,21 @@ async fn surprise_drills_fire_by_themselves_and_are_marked() {
             .await
             .unwrap();
         let all = v.as_array().cloned().unwrap_or_default();
-        if all.iter().any(|d| d["surprise"] == true && d["passed"] == true) {
+        if all
+            .iter()
+            .any(|d| d["surprise"] == true && d["passed"] == true)
+        {
             break all;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no surprise drill passed: {v:#}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no surprise drill passed: {v:#}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(drills.iter().all(|d| d["surprise"] == true && d["live"] == false));
+    assert!(drills
+        .iter()
+        .all(|d| d["surprise"] == true && d["live"] == false));
     assert!(p.runs().is_empty());
     p.outcome("[DRILL]").await;
     p.stop().await;
