@@ -62,10 +62,8 @@ impl Call<'_> {
 
     async fn noted_received(&self, id: &str) -> Result<(), String> {
         let now = now_ms();
-        let channel = self.s.target.clone();
         self.note(id, move |n| {
             n.received_at.get_or_insert(now);
-            n.channel.get_or_insert(channel);
         })
         .await
     }
@@ -248,7 +246,6 @@ impl Call<'_> {
             took,
         })
         .await?;
-        let _ = now;
         Ok(Outcome::Delivered)
     }
 
@@ -264,7 +261,6 @@ impl Call<'_> {
             .state
             .owned_by(&self.s.target, self.d.id, self.d.created_at)
             .await?;
-        let now = now_ms();
         if let Some(inc) = own {
             let guards = Note::new(
                 inc.opened_at,
@@ -285,8 +281,6 @@ impl Call<'_> {
                 }
             })
             .await?;
-        } else if matches!(outcome, Outcome::Delivered) {
-            let _ = now;
         }
         Ok(outcome)
     }

@@ -232,6 +232,39 @@ impl Tail {
     }
 }
 
+/// What a dry run checks of the command without running it: the program exists, is a
+/// file, and this process may execute it (found on `PATH` when it has no `/`).
+pub(crate) fn check_executable(argv: &[String]) -> Result<PathBuf, String> {
+    let Some(program) = argv.first() else {
+        return Err("no command configured".into());
+    };
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
+            .unwrap_or_default()
+    };
+    let mut why = format!("{program:?} is not on PATH");
+    for path in candidates {
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {
+                let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+                    .map_err(|_| format!("{program:?} holds a NUL byte"))?;
+                // SAFETY: access reads the NUL-terminated path it is given, nothing else.
+                if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+                    return Ok(path);
+                }
+                why = format!("{} is not executable by this process", path.display());
+            }
+            Ok(_) => why = format!("{} is not a file", path.display()),
+            Err(e) if program.contains('/') => why = format!("{}: {e}", path.display()),
+            Err(_) => {}
+        }
+    }
+    Err(why)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,37 +389,4 @@ mod tests {
             }
         }
     }
-}
-
-/// What a dry run checks of the command without running it: the program exists, is a
-/// file, and this process may execute it (found on `PATH` when it has no `/`).
-pub(crate) fn check_executable(argv: &[String]) -> Result<PathBuf, String> {
-    let Some(program) = argv.first() else {
-        return Err("no command configured".into());
-    };
-    let candidates: Vec<PathBuf> = if program.contains('/') {
-        vec![PathBuf::from(program)]
-    } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
-            .unwrap_or_default()
-    };
-    let mut why = format!("{program:?} is not on PATH");
-    for path in candidates {
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => {
-                let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-                    .map_err(|_| format!("{program:?} holds a NUL byte"))?;
-                // SAFETY: access reads the NUL-terminated path it is given, nothing else.
-                if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
-                    return Ok(path);
-                }
-                why = format!("{} is not executable by this process", path.display());
-            }
-            Ok(_) => why = format!("{} is not a file", path.display()),
-            Err(e) if program.contains('/') => why = format!("{}: {e}", path.display()),
-            Err(_) => {}
-        }
-    }
-    Err(why)
 }

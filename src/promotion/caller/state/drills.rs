@@ -32,8 +32,6 @@ pub(crate) struct DrillNotes {
     /// When a firing delivery of the drill first reached the promotion channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
     /// The guards' verdict: passed, or why not (a real incident open, the cooldown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guards: Option<Note>,
