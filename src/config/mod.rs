@@ -4,6 +4,7 @@
 mod channel;
 mod collector;
 mod email;
+mod heartbeat;
 mod promotion;
 mod promotion_endpoint;
 mod raw;
@@ -20,6 +21,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls, TemplateSources};
+pub use heartbeat::{HeartbeatSettings, EXTERNAL_URL};
 pub use promotion::{PromotionSettings, Quorum};
 pub use promotion_endpoint::PromotionEndpointSettings;
 pub use storage::{PostgresSettings, PostgresTls, StorageBackend, StorageSettings};
@@ -44,6 +46,8 @@ pub struct Settings {
     /// `[promotion_endpoint]`: this amrelay is a backup that can be promoted.
     pub promotion_endpoint: Option<PromotionEndpointSettings>,
     pub collector: CollectorSettings,
+    /// `[[heartbeats]]`: alerts whose silence means the alerting pipeline is down.
+    pub heartbeats: Vec<HeartbeatSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -370,6 +374,7 @@ impl Settings {
             .as_ref()
             .and_then(|e| promotion_endpoint::endpoint(e, server.listen, &mut p));
         let collector = collector::collector(&raw.collector, &mut p);
+        let heartbeats = heartbeat::heartbeats(&raw.heartbeats, &channels, &names, &mut p);
 
         p.finish(Settings {
             server,
@@ -381,6 +386,7 @@ impl Settings {
             routes,
             promotion_endpoint,
             collector,
+            heartbeats,
         })
     }
 

@@ -98,6 +98,11 @@ impl Matcher {
         &self.name
     }
 
+    /// The value an equality matcher (`name="v"`) asks for; None for the other kinds.
+    pub(crate) fn equal_value(&self) -> Option<&str> {
+        (self.op == MatchOp::Equal).then_some(self.value.as_str())
+    }
+
     /// Whether the label's value (`None`: not set) matches.
     pub fn matches_value(&self, v: Option<&str>) -> bool {
         let v = v.unwrap_or("");

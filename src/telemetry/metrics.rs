@@ -51,6 +51,12 @@ pub struct ChannelInfoLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HeartbeatLabels {
+    pub name: String,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     pub target: String,
 }
@@ -163,6 +169,8 @@ pub struct Metrics {
     pub promotion_run_duration: Histogram,
     pub promotion_epoch: Gauge,
     pub promotion_state: Family<StateLabels, Gauge>,
+    pub heartbeat_last_seen: Family<HeartbeatLabels, Gauge<f64, AtomicU64>>,
+    pub heartbeat_missing: Family<HeartbeatLabels, Gauge>,
     pub collector: CollectorMetrics,
 }
 
@@ -224,6 +232,8 @@ impl Metrics {
             promotion_run_duration: run_histogram(),
             promotion_epoch: Gauge::default(),
             promotion_state: Family::default(),
+            heartbeat_last_seen: Family::default(),
+            heartbeat_missing: Family::default(),
             collector: CollectorMetrics::new(),
         };
         m.collector.register(&mut m.registry);
@@ -374,6 +384,16 @@ impl Metrics {
             "Promotion endpoint: 1 for the current state (standby, promoting, promoted, failed, interrupted), 0 for the others",
             m.promotion_state.clone(),
         );
+        r.register(
+            "amrelay_heartbeat_last_seen_timestamp_seconds",
+            "When each [[heartbeats]] source was last seen (seconds since the epoch)",
+            m.heartbeat_last_seen.clone(),
+        );
+        r.register(
+            "amrelay_heartbeat_missing",
+            "1 while a [[heartbeats]] source is declared missing (its channels were told), else 0",
+            m.heartbeat_missing.clone(),
+        );
         m.build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -518,6 +538,13 @@ impl Metrics {
     pub fn channel(channel: &str) -> ChannelLabels {
         ChannelLabels {
             channel: channel.to_owned(),
+        }
+    }
+
+    pub fn heartbeat(name: &str, source: &str) -> HeartbeatLabels {
+        HeartbeatLabels {
+            name: name.to_owned(),
+            source: source.to_owned(),
         }
     }
 

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
 use crate::config::raw::{
-    RawAdmin, RawBasicAuth, RawChannel, RawCollector, RawConfig, RawDedup, RawLog,
+    RawAdmin, RawBasicAuth, RawChannel, RawCollector, RawConfig, RawDedup, RawHeartbeat, RawLog,
     RawPromotionEndpoint, RawQuorum, RawRemoteWrite, RawRoute, RawServer, RawStorage, RawTarget,
 };
 
@@ -75,6 +75,7 @@ pub(super) fn keys_at(place: &str) -> Option<&'static [&'static str]> {
         "channels[]" => fields::<RawChannel>(),
         "channels[].quorum" => fields::<RawQuorum>(),
         "routes[]" => fields::<RawRoute>(),
+        "heartbeats[]" => fields::<RawHeartbeat>(),
         "promotion_endpoint" => fields::<RawPromotionEndpoint>(),
         "collector" => fields::<RawCollector>(),
         "collector.targets[]" => fields::<RawTarget>(),

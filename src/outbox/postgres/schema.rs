@@ -8,13 +8,15 @@ use crate::outbox::StoreError;
 
 /// 1: notifications, dedup keys, deliveries with claim epochs, channel owners, jobs, and
 /// the failover caller's epochs, incidents and observations.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+/// 2: the heartbeats' sources (heartbeat::state).
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// Any number that no other application takes an advisory lock on: "amrelay" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0061_6d72_656c_6179;
 
 /// Each version's statements, in order; `MIGRATIONS[i]` takes the schema to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE notifications (
     id          BIGSERIAL PRIMARY KEY,
     dedup_key   TEXT   NOT NULL,
@@ -176,7 +178,22 @@ CREATE TABLE caller_observations (
     firing    BOOLEAN NOT NULL DEFAULT TRUE,
     PRIMARY KEY (target, value, at)
 );
-"];
+",
+    // 2: the dead-man's switch (heartbeat::state, which owns the SQL): one row per
+    // heartbeat and source; times in ms since the epoch.
+    "
+CREATE TABLE heartbeat_sources (
+    name           TEXT   NOT NULL,
+    source         TEXT   NOT NULL,
+    last_seen      BIGINT,                  -- NULL: configured, never seen
+    since          BIGINT NOT NULL,         -- first configured, or first seen
+    missing_since  BIGINT,                  -- set while declared missing
+    missing_unsent BIGINT,                  -- a declared silence not told yet
+    resolve_unsent BIGINT,                  -- an ended silence whose resolve is not told yet
+    PRIMARY KEY (name, source)
+);
+",
+];
 
 /// Creates or migrates the schema; Err for a schema newer than this binary's.
 pub(super) async fn migrate(client: &mut Client) -> Result<i32, StoreError> {
