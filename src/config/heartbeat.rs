@@ -121,3 +121,82 @@ fn label_name(l: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Settings;
+
+    const CHANNELS: &str = r#"
+[[channels]]
+name = "ops"
+kind = "console"
+[[channels]]
+name = "promote"
+kind = "promotion"
+url = "http://127.0.0.1:1"
+target = "primary"
+secret_env = "PATH"
+[[routes]]
+channels = ["ops"]
+"#;
+
+    fn load(heartbeats: &str) -> Result<Settings, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("amrelay.toml");
+        std::fs::write(&path, format!("{CHANNELS}{heartbeats}")).unwrap();
+        Settings::load(Some(&path)).map_err(|e| e.0.into_iter().map(|p| p.text).collect())
+    }
+
+    #[test]
+    fn a_heartbeat_loads_with_its_defaults() {
+        let s = load(
+            "[[heartbeats]]\nname = \"watchdog\"\nmatchers = ['alertname=\"Watchdog\"']\nchannels = [\"ops\"]\n",
+        )
+        .unwrap();
+        let h = &s.heartbeats[0];
+        assert_eq!(h.name, "watchdog");
+        assert_eq!(h.timeout, std::time::Duration::from_secs(300));
+        assert_eq!(h.per_label, None);
+        assert_eq!(h.channels, vec!["ops".to_owned()]);
+        let s = load("[[heartbeats]]\nname = \"w\"\nmatchers = ['alertname=\"Watchdog\"']\nchannels = [\"ops\"]\nper_label = \"externalURL\"\ntimeout = \"90s\"\n").unwrap();
+        assert_eq!(s.heartbeats[0].per_label.as_deref(), Some("externalURL"));
+        assert_eq!(s.heartbeats[0].timeout, std::time::Duration::from_secs(90));
+    }
+
+    #[test]
+    fn each_bad_heartbeat_key_is_named() {
+        for (body, key, says) in [
+            ("matchers = ['a=\"b\"']\nchannels = [\"ops\"]", "heartbeats[0].name", "is required"),
+            ("name = \"a b\"\nmatchers = ['a=\"b\"']\nchannels = [\"ops\"]", "heartbeats[0].name", "expected letters"),
+            ("name = \"w\"\nchannels = [\"ops\"]", "heartbeats[0].matchers", "is required"),
+            ("name = \"w\"\nmatchers = []\nchannels = [\"ops\"]", "heartbeats[0].matchers", "at least one"),
+            ("name = \"w\"\nmatchers = ['a=\"b\"', '1x=\"b\"']\nchannels = [\"ops\"]", "heartbeats[0].matchers[1]", "label name"),
+            ("name = \"w\"\nmatchers = ['a=\"b\"']\nchannels = [\"ops\"]\nper_label = \"mon-itor\"", "heartbeats[0].per_label", "expected a label name"),
+            ("name = \"w\"\nmatchers = ['a=\"b\"']\nchannels = [\"ops\"]\ntimeout = \"soon\"", "heartbeats[0].timeout", "expected a duration"),
+            ("name = \"w\"\nmatchers = ['a=\"b\"']\nchannels = [\"ops\"]\ntimeout = \"100ms\"", "heartbeats[0].timeout", "at least 1s"),
+            ("name = \"w\"\nmatchers = ['a=\"b\"']", "heartbeats[0].channels", "is required"),
+            ("name = \"w\"\nmatchers = ['a=\"b\"']\nchannels = []", "heartbeats[0].channels", "at least one"),
+            ("name = \"w\"\nmatchers = ['a=\"b\"']\nchannels = [\"ops\", \"pager\"]", "heartbeats[0].channels[1]", "no channel is named \"pager\""),
+            ("name = \"w\"\nmatchers = ['a=\"b\"']\nchannels = [\"promote\"]", "heartbeats[0].channels[0]", "promotion channel"),
+            ("name = \"w\"\nmatchers = ['a=\"b\"']\nchannels = [\"ops\"]\nper_lable = \"x\"", "heartbeats[0].per_lable", "did you mean `per_label`"),
+        ] {
+            let problems = load(&format!("[[heartbeats]]\n{body}\n")).expect_err(body);
+            assert!(
+                problems.iter().any(|p| p.starts_with(&format!("{key}: ")) && p.contains(says)),
+                "{body}: wanted {key}: ...{says}..., got {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_heartbeat_of_the_same_name_is_named() {
+        let one = "name = \"w\"\nmatchers = ['a=\"b\"']\nchannels = [\"ops\"]\n";
+        let problems = load(&format!("[[heartbeats]]\n{one}[[heartbeats]]\n{one}")).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("heartbeats[1].name: ") && p.contains("earlier")),
+            "{problems:#?}"
+        );
+    }
+}
