@@ -16,6 +16,7 @@ use crate::config::{Settings, StorageBackend};
 use crate::deliver::Deliverer;
 use crate::domain::time::now_ms;
 use crate::drill;
+use crate::heartbeat::{state::HeartbeatState, Heartbeats};
 use crate::ingest::{self, AppState, Pipeline};
 use crate::outbox::{Access, Limits, Outbox};
 use crate::pipeline::{Holds, Routes};
@@ -110,10 +111,25 @@ impl App {
         } else {
             None
         };
+        // Opened now only when a heartbeat is configured; a reload that adds one opens
+        // it on first use.
+        let beats = HeartbeatState::beside(&outbox, &settings.storage.path);
+        if !settings.heartbeats.is_empty() {
+            beats
+                .open_now()
+                .map_err(|e| anyhow::anyhow!("opening the heartbeat state: {e}"))?;
+        }
+        let heartbeats = Arc::new(Heartbeats::new(
+            settings.heartbeats.clone(),
+            beats,
+            outbox.clone(),
+            metrics.clone(),
+        ));
         let state = Arc::new(AppState::new(
             pipeline(&settings, &deliverer),
             outbox,
             metrics,
+            heartbeats,
         ));
         Ok(App {
             listener,
@@ -179,6 +195,7 @@ impl App {
             drills.interrupted(&self.settings.server.instance).await;
         }
         let schedule = tokio::spawn(drill::schedule::run(drills.clone()));
+        let heartbeats = tokio::spawn(self.state.heartbeats.clone().run());
         let admin = self.admin.map(|listener| {
             let addr = listener.local_addr().ok();
             tracing::info!(?addr, "admin API listening");
@@ -225,6 +242,8 @@ impl App {
         let _ = housekeeping.await;
         schedule.abort();
         let _ = schedule.await;
+        heartbeats.abort();
+        let _ = heartbeats.await;
         if let Some(a) = admin {
             a.abort();
             let _ = a.await;
@@ -308,10 +327,12 @@ impl Reloader {
         }
         let started = Deliverer::start(&new, built, &self.state.outbox, &self.state.metrics);
         self.state.replace_pipeline(pipeline(&new, &started));
+        self.state.heartbeats.replace(new.heartbeats.clone());
         *slot = Some(started);
         tracing::info!(
             channels = new.channels.len(),
             routes = new.routes.len(),
+            heartbeats = new.heartbeats.len(),
             "configuration reloaded"
         );
         warn_unconfigured(&self.state, &new).await;

@@ -21,6 +21,8 @@
 //!   sink signs one request and reads the answer, and hands the rest to failover's caller.
 //! - [`deliver`]: one worker per channel, while this instance owns the channel: rate
 //!   limit, retry schedule, circuit, fallback.
+//! - [`heartbeat`]: the dead-man's switch: an always-firing alert (`Watchdog`) that
+//!   stops arriving is told on its channels, once per silence (beside `deliver`).
 //! - [`ingest`]: `POST /webhook/alertmanager`, auth, `/metrics`, `/readyz`.
 //! - [`admin`]: the admin API behind `amrelay promote` and `amrelay status`.
 //! - [`promotion`]: failover: the caller (incidents, epochs, guards, outcome messages)
@@ -40,6 +42,7 @@ pub mod config;
 pub(crate) mod deliver;
 pub(crate) mod domain;
 pub(crate) mod drill;
+pub(crate) mod heartbeat;
 pub(crate) mod ingest;
 pub(crate) mod net;
 pub(crate) mod outbox;

@@ -5,6 +5,7 @@ mod channel;
 mod collector;
 mod drill;
 mod email;
+mod heartbeat;
 mod promotion;
 mod promotion_endpoint;
 mod raw;
@@ -22,6 +23,7 @@ use secrecy::SecretString;
 
 pub use drill::{DrillSettings, Window};
 pub use email::{EmailProvider, EmailSettings, SmtpSettings, SmtpTls, TemplateSources};
+pub use heartbeat::{HeartbeatSettings, EXTERNAL_URL};
 pub use promotion::{PromotionSettings, Quorum};
 pub use promotion_endpoint::PromotionEndpointSettings;
 pub use storage::{PostgresSettings, PostgresTls, StorageBackend, StorageSettings};
@@ -48,6 +50,8 @@ pub struct Settings {
     pub collector: CollectorSettings,
     /// `[[drills]]`: surprise failover drills.
     pub drills: Vec<DrillSettings>,
+    /// `[[heartbeats]]`: alerts whose silence means the alerting pipeline is down.
+    pub heartbeats: Vec<HeartbeatSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -375,6 +379,7 @@ impl Settings {
             .and_then(|e| promotion_endpoint::endpoint(e, server.listen, &mut p));
         let collector = collector::collector(&raw.collector, &mut p);
         let drills = drill::drills(&raw.drills, &mut p);
+        let heartbeats = heartbeat::heartbeats(&raw.heartbeats, &channels, &names, &mut p);
 
         let settings = Settings {
             server,
@@ -387,6 +392,7 @@ impl Settings {
             promotion_endpoint,
             collector,
             drills,
+            heartbeats,
         };
         drill::check_targets(&settings, &mut p);
         p.finish(settings)

@@ -36,6 +36,7 @@ pub(super) struct RawConfig {
     pub promotion_endpoint: Option<RawPromotionEndpoint>,
     pub collector: RawCollector,
     pub drills: Vec<RawDrill>,
+    pub heartbeats: Vec<RawHeartbeat>,
     /// Channels that could not be read (a problem said why), by name when they have one.
     #[serde(skip)]
     pub unread_channels: Vec<Option<String>>,
@@ -178,6 +179,17 @@ pub(super) struct RawRoute {
     pub channels: Vec<String>,
     #[serde(rename = "continue")]
     pub continue_: bool,
+}
+
+/// `[[heartbeats]]`: the dead-man's switch (see `config/heartbeat.rs`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawHeartbeat {
+    pub name: Option<String>,
+    pub matchers: Option<Vec<String>>,
+    pub per_label: Option<String>,
+    pub timeout: Option<String>,
+    pub channels: Option<Vec<String>>,
 }
 
 /// `[promotion_endpoint]`: the backup's side of failover.

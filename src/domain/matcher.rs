@@ -94,13 +94,13 @@ impl Matcher {
     }
 
     /// The label this matcher tests.
-    /// The value an `=` matcher asks for; None for the other operators.
-    pub(crate) fn equal_value(&self) -> Option<&str> {
-        (self.op == MatchOp::Equal).then_some(self.value.as_str())
-    }
-
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The value an equality matcher (`name="v"`) asks for; None for the other kinds.
+    pub(crate) fn equal_value(&self) -> Option<&str> {
+        (self.op == MatchOp::Equal).then_some(self.value.as_str())
     }
 
     /// Whether the label's value (`None`: not set) matches.

@@ -20,6 +20,7 @@ use crate::config::HttpAuth;
 use crate::deliver::{Lanes, Reservation};
 use crate::domain::time::now_ms;
 use crate::domain::{wire, DedupKey, Notification};
+use crate::heartbeat::Heartbeats;
 use crate::outbox::{stored, Completion, Enqueued, Epoch, NewNotification, Outbox};
 use crate::pipeline::{Holds, Routes};
 use crate::telemetry::{LogEvery, Metrics};
@@ -48,16 +49,24 @@ pub(crate) struct AppState {
     refusal_log: LogEvery,
     pub outbox: Outbox,
     pub metrics: Arc<Metrics>,
+    /// `[[heartbeats]]`: consumed here, before routing.
+    pub heartbeats: Arc<Heartbeats>,
 }
 
 impl AppState {
-    pub(crate) fn new(pipeline: Pipeline, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        pipeline: Pipeline,
+        outbox: Outbox,
+        metrics: Arc<Metrics>,
+        heartbeats: Arc<Heartbeats>,
+    ) -> Self {
         AppState {
             pipeline: RwLock::new(Arc::new(pipeline)),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             refusal_log: LogEvery::new(10_000),
             outbox,
             metrics,
+            heartbeats,
         }
     }
 
@@ -198,6 +207,9 @@ async fn receive(st: Arc<AppState>, headers: HeaderMap, body: Body) -> Response 
     span.record("receiver", n.receiver.as_str());
     span.record("group_key", n.group_key.as_str());
     span.record("alerts", n.alerts.len());
+    if let Some(sighting) = st.heartbeats.consume(&n) {
+        return heartbeat(&st, sighting).await;
+    }
     let channels = p.routes.route(&n);
     // The body as Alertmanager sent it is what is stored (compressed): no second encoding,
     // and a stable format for any later version to read. serde_json skips unknown fields
@@ -306,6 +318,26 @@ async fn commit(
             )
         }
     }
+}
+
+/// A heartbeat (a Watchdog) is recorded, never routed: it would page every minute. A
+/// resolved one records nothing. Answered 200 once the sighting is on disk.
+async fn heartbeat(st: &AppState, sighting: crate::heartbeat::Sighting) -> Response {
+    if let Err(e) = st.heartbeats.record(&sighting).await {
+        st.metrics.reject("store_error");
+        tracing::error!(heartbeat = %sighting.heartbeat, error = %e, "cannot record the heartbeat; refusing with 503");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("heartbeat not recorded: {e}"),
+        );
+    }
+    tracing::debug!(heartbeat = %sighting.heartbeat, sources = ?sighting.sources, "heartbeat seen");
+    Json(json!({
+        "status": "heartbeat",
+        "heartbeat": sighting.heartbeat,
+        "sources": sighting.sources,
+    }))
+    .into_response()
 }
 
 /// The answer to an accepted webhook (a struct, not `json!`: this is the hot path).

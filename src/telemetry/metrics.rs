@@ -51,6 +51,12 @@ pub struct ChannelInfoLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HeartbeatLabels {
+    pub name: String,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     pub target: String,
 }
@@ -167,6 +173,8 @@ pub struct Metrics {
     pub drill_last_success: Family<TargetLabels, Gauge<f64, AtomicU64>>,
     pub drill_last_passed: Family<TargetLabels, Gauge>,
     pub drill_step_duration: Family<TargetStepLabels, Gauge<f64, AtomicU64>>,
+    pub heartbeat_last_seen: Family<HeartbeatLabels, Gauge<f64, AtomicU64>>,
+    pub heartbeat_missing: Family<HeartbeatLabels, Gauge>,
     pub collector: CollectorMetrics,
 }
 
@@ -238,6 +246,8 @@ impl Metrics {
             drill_last_success: Family::default(),
             drill_last_passed: Family::default(),
             drill_step_duration: Family::default(),
+            heartbeat_last_seen: Family::default(),
+            heartbeat_missing: Family::default(),
             collector: CollectorMetrics::new(),
         };
         m.collector.register(&mut m.registry);
@@ -408,6 +418,16 @@ impl Metrics {
             "How long each step of the target's last finished drill took",
             m.drill_step_duration.clone(),
         );
+        r.register(
+            "amrelay_heartbeat_last_seen_timestamp_seconds",
+            "When each [[heartbeats]] source was last seen (seconds since the epoch)",
+            m.heartbeat_last_seen.clone(),
+        );
+        r.register(
+            "amrelay_heartbeat_missing",
+            "1 while a [[heartbeats]] source is declared missing (its channels were told), else 0",
+            m.heartbeat_missing.clone(),
+        );
         m.build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -552,6 +572,13 @@ impl Metrics {
     pub fn channel(channel: &str) -> ChannelLabels {
         ChannelLabels {
             channel: channel.to_owned(),
+        }
+    }
+
+    pub fn heartbeat(name: &str, source: &str) -> HeartbeatLabels {
+        HeartbeatLabels {
+            name: name.to_owned(),
+            source: source.to_owned(),
         }
     }
 

@@ -109,6 +109,7 @@ fn both_prometheus_profiles_and_their_rules_pass_promtool_check_config() {
         for rules in [
             format!("failover.{profile}.rules.yml"),
             AMRELAY_RULES.into(),
+            WATCHDOG_RULES.into(),
         ] {
             assert!(
                 String::from_utf8_lossy(&out.stdout)
@@ -201,6 +202,7 @@ fn failover_rule_unit_tests_pass_for_both_profiles() {
 }
 
 const AMRELAY_RULES: &str = "amrelay.rules.yml";
+pub(crate) const WATCHDOG_RULES: &str = "watchdog.rules.yml";
 
 /// The alert names in a rules file, in order.
 pub(crate) fn alert_names(rules: &str) -> Vec<String> {
@@ -600,7 +602,7 @@ pub(crate) fn fast_profile(
         );
     }
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    for rules in ["failover.fast.rules.yml", AMRELAY_RULES] {
+    for rules in ["failover.fast.rules.yml", AMRELAY_RULES, WATCHDOG_RULES] {
         std::fs::copy(deploy("prometheus").join(rules), dir.join(rules)).unwrap();
     }
     let d = |p: &str| dir.join(p).display().to_string();

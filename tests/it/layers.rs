@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pipeline", 4),
     ("sinks", 4),
     ("deliver", 5),
+    ("heartbeat", 5),
     ("ingest", 6),
     ("admin", 6),
     ("promotion", 6),

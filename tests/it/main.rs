@@ -23,6 +23,7 @@ mod endpoint;
 mod exposition;
 mod full_disk;
 mod ha;
+mod heartbeat;
 mod hostile;
 mod ingest;
 mod layers;

@@ -7,8 +7,9 @@ use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
 use crate::config::raw::{
-    RawAdmin, RawBasicAuth, RawChannel, RawCollector, RawConfig, RawDedup, RawDrill, RawLog,
-    RawPromotionEndpoint, RawQuorum, RawRemoteWrite, RawRoute, RawServer, RawStorage, RawTarget,
+    RawAdmin, RawBasicAuth, RawChannel, RawCollector, RawConfig, RawDedup, RawDrill, RawHeartbeat,
+    RawLog, RawPromotionEndpoint, RawQuorum, RawRemoteWrite, RawRoute, RawServer, RawStorage,
+    RawTarget,
 };
 
 /// The field names of a raw struct, as its derived `Deserialize` declares them.
@@ -75,6 +76,7 @@ pub(super) fn keys_at(place: &str) -> Option<&'static [&'static str]> {
         "channels[]" => fields::<RawChannel>(),
         "channels[].quorum" => fields::<RawQuorum>(),
         "routes[]" => fields::<RawRoute>(),
+        "heartbeats[]" => fields::<RawHeartbeat>(),
         "promotion_endpoint" => fields::<RawPromotionEndpoint>(),
         "collector" => fields::<RawCollector>(),
         "collector.targets[]" => fields::<RawTarget>(),

@@ -233,6 +233,13 @@ impl<'a> Source<'a> {
                         }
                     }
                 }
+                "heartbeats" => {
+                    for element in self.elements(value) {
+                        if let Some(h) = self.de(element) {
+                            raw.heartbeats.push(h);
+                        }
+                    }
+                }
                 // Unknown: reported and removed by check_keys already.
                 _ => {}
             }

@@ -8,8 +8,9 @@ use crate::outbox::StoreError;
 
 /// 1: notifications, dedup keys, deliveries with claim epochs, channel owners, jobs, and
 /// the failover caller's epochs, incidents and observations.
-/// 2: drills (the caller's, `promotion::caller::state::drills`) and their schedule.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+/// 2: the heartbeats' sources (heartbeat::state).
+/// 3: drills (the caller's, `promotion::caller::state::drills`) and their schedule.
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// Any number that no other application takes an advisory lock on: "amrelay" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0061_6d72_656c_6179;
@@ -179,6 +180,21 @@ CREATE TABLE caller_observations (
     PRIMARY KEY (target, value, at)
 );
 ",
+    // 2: the dead-man's switch (heartbeat::state, which owns the SQL): one row per
+    // heartbeat and source; times in ms since the epoch.
+    "
+CREATE TABLE heartbeat_sources (
+    name           TEXT   NOT NULL,
+    source         TEXT   NOT NULL,
+    last_seen      BIGINT,                  -- NULL: configured, never seen
+    since          BIGINT NOT NULL,         -- first configured, or first seen
+    missing_since  BIGINT,                  -- set while declared missing
+    missing_unsent BIGINT,                  -- a declared silence not told yet
+    resolve_unsent BIGINT,                  -- an ended silence whose resolve is not told yet
+    PRIMARY KEY (name, source)
+);
+",
+    // 3: drills and their surprise schedule (promotion::caller::state, which owns the SQL).
     "
 CREATE TABLE caller_drills (
     id          TEXT    PRIMARY KEY,
