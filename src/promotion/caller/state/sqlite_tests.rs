@@ -88,3 +88,51 @@ fn the_quorum_counts_distinct_monitors_in_the_window() {
     let seen = observe(&c, "primary", &["mon-b".into()], "gb", 72_000, 0).unwrap();
     assert_eq!(seen, ["mon-a", "mon-b"]);
 }
+
+#[test]
+fn a_due_surprise_drill_is_taken_once_and_its_first_due_time_kept() {
+    let c = db();
+    assert_eq!(drill_due_at(&c, "primary", 1_000).unwrap(), 1_000);
+    // Another instance's first look proposes its own time: the stored one stays.
+    assert_eq!(drill_due_at(&c, "primary", 5_000).unwrap(), 1_000);
+    // Two instances see it due at 1000 and both try to move it on: one fires it.
+    assert!(drill_take(&c, "primary", 1_000, 9_000).unwrap());
+    assert!(!drill_take(&c, "primary", 1_000, 9_500).unwrap());
+    assert_eq!(drill_due_at(&c, "primary", 0).unwrap(), 9_000);
+}
+
+#[test]
+fn drill_notes_change_in_place_and_an_unknown_drill_is_none() {
+    let mut c = db();
+    let d = DrillRecord {
+        id: "primary-1".into(),
+        target: "primary".into(),
+        live: false,
+        surprise: false,
+        instance: "a".into(),
+        started_at: 10,
+        finished_at: None,
+        passed: None,
+        report: "{}".into(),
+        notes: DrillNotes::default(),
+    };
+    drill_create(&c, &d).unwrap();
+    let first = drill_note(&mut c, "primary-1", |n| {
+        n.received_at.get_or_insert(20).to_owned()
+    })
+    .unwrap();
+    let again = drill_note(&mut c, "primary-1", |n| {
+        n.received_at.get_or_insert(30).to_owned()
+    })
+    .unwrap();
+    assert_eq!((first, again), (Some(20), Some(20)));
+    assert_eq!(drill_note(&mut c, "nope", |_| ()).unwrap(), None);
+    // A drill this instance was running when it stopped is over, failed.
+    assert_eq!(
+        drills_interrupted(&c, "a", 50).unwrap(),
+        vec!["primary-1".to_owned()]
+    );
+    let stored = drill(&c, "primary-1").unwrap().unwrap();
+    assert_eq!((stored.passed, stored.finished_at), (Some(false), Some(50)));
+    assert!(drills_interrupted(&c, "a", 60).unwrap().is_empty());
+}
