@@ -93,13 +93,12 @@ fn drill(i: usize, d: &RawDrill, p: &mut Problems) -> Option<DrillSettings> {
             "is required: the target of a promotion channel",
         ),
     };
-    let every = match d.every.as_deref() {
-        Some(e) => Some(p.duration(&key("every"), Some(e), "90d")),
+    let every = match d.every.as_deref().map(super::values::duration) {
+        Some(Ok(e)) if e.is_zero() => p.push(key("every"), "must be above zero"),
+        Some(Ok(e)) => Some(e),
+        Some(Err(e)) => p.push(key("every"), e),
         None => p.push(key("every"), "is required, e.g. \"90d\""),
     };
-    if every.is_some_and(|e| e.is_zero()) {
-        p.push::<()>(key("every"), "must be above zero");
-    }
     let jitter = p.duration(&key("jitter"), d.jitter.as_deref(), "0s");
     let window = match d.window.as_deref() {
         None => Some(Window::ALL_DAY),

@@ -910,3 +910,69 @@ fn near_misses_get_a_suggestion_and_far_ones_do_not() {
     );
     assert_eq!(did_you_mean("colour", &server), None);
 }
+
+#[test]
+fn drill_problems_name_their_keys() {
+    let promotion = r#"
+[[channels]]
+name = "promote"
+kind = "promotion"
+url = "http://127.0.0.1:9 "
+target = "primary"
+secret_env = "AMRELAY_TEST_NEVER_SET_SECRET"
+[[routes]]
+channels = ["promote"]
+"#;
+    // The channel's own problems (its URL, its secret) are named too: 2 of them.
+    let base = problems(promotion).len();
+    let with = |drills: &str| {
+        let p = problems(&format!("{promotion}\n{drills}"));
+        p.into_iter().skip(base).collect::<Vec<_>>()
+    };
+    let p = with(
+        r#"
+[[drills]]
+target = "db"
+every = "soon"
+window = "9-5"
+step_timeout = "0s"
+alertmanagers = ["am:9093"]
+[[drills]]
+every = "90d"
+[[drills]]
+target = "primary"
+"#,
+    );
+    for key in [
+        "drills[0].every:",
+        "drills[0].window:",
+        "drills[0].step_timeout:",
+        "drills[0].alertmanagers[0]:",
+        "drills[1].target:",
+        "drills[2].every:",
+    ] {
+        assert!(p.iter().any(|l| l.starts_with(key)), "{key} not in {p:#?}");
+    }
+    assert_eq!(p.len(), 6, "{p:#?}");
+}
+
+#[test]
+fn a_drill_of_a_target_no_promotion_channel_has_is_refused() {
+    let p = problems(
+        r#"
+[[channels]]
+name = "log"
+kind = "console"
+[[routes]]
+channels = ["log"]
+[[drills]]
+target = "primary"
+every = "90d"
+"#,
+    );
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with("drills[0].target:") && p[0].contains("not the target of any promotion channel"),
+        "{p:#?}"
+    );
+}
