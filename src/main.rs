@@ -137,6 +137,7 @@ enum DrillCommand {
         /// The newest drill of this target.
         #[arg(long)]
         target: Option<String>,
+        /// How to print the report.
         #[arg(long, value_enum, default_value = "markdown")]
         format: cli::ReportFormat,
         #[command(flatten)]

@@ -8,6 +8,7 @@
 //! for one process, or `postgres/`, shared by several instances; nothing above this
 //! module names one.
 
+mod local;
 mod made_here;
 mod postgres;
 mod sqlite;
@@ -22,6 +23,7 @@ use tokio::sync::watch;
 use crate::config::{StorageBackend, StorageSettings};
 use crate::domain::time::now_ms;
 
+pub(crate) use local::LocalDb;
 pub(crate) use types::*;
 
 /// How long readiness stays false after a webhook's commit failed, unless one succeeds.

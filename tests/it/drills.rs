@@ -326,3 +326,107 @@ async fn surprise_drills_fire_by_themselves_and_are_marked() {
     p.outcome("[DRILL]").await;
     p.stop().await;
 }
+
+/// Two instances on one PostgreSQL, each with the same `[[drills]]`: each due drill is
+/// fired by one of them, and a drill runs across both (the runner on one, the promotion
+/// channel's owner possibly the other, their notes in the shared store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surprise_drills_on_a_shared_store_fire_once_each() {
+    let pg = crate::postgres::Pg::start();
+    let backup_tmp = tempfile::tempdir().unwrap();
+    let backup_port = free_port();
+    let backup_config = crate::endpoint::support::endpoint_config(
+        backup_tmp.path(),
+        "promote.sh",
+        &format!("127.0.0.1:{backup_port}"),
+        "",
+    );
+    let backup_dir = backup_tmp.path().to_path_buf();
+    std::fs::write(backup_dir.join("exit"), "0").unwrap();
+    let backup = spawn_app_in(backup_tmp, &backup_config).await;
+    let outcomes = crate::fakes::Fake::webhook().await;
+    let token_dir = tempfile::tempdir().unwrap();
+    let token = token_dir.path().join("admin.token");
+    std::fs::write(&token, "admin-token\n").unwrap();
+    let channels = format!(
+        r#"
+[[channels]]
+name = "promote"
+kind = "promotion"
+url = "http://127.0.0.1:{backup_port}"
+target = "primary"
+secret_file = "{secret}"
+outcome_channels = ["ops"]
+
+[[channels]]
+name = "ops"
+kind = "webhook"
+url = "{hook}"
+
+[[routes]]
+matchers = ['alertname="PrimaryDown"']
+channels = ["promote"]
+
+[[routes]]
+channels = ["ops"]
+
+[[drills]]
+target = "primary"
+every = "2s"
+step_timeout = "15s"
+"#,
+        secret = backup_dir.join("promotion.secret").display(),
+        hook = outcomes.hook_url(),
+    );
+    let admin_port = free_port();
+    let admin = format!(
+        "\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken_file = \"{}\"\n",
+        token.display()
+    );
+    let a = pg.app("relay-a", &format!("{admin}{channels}")).await;
+    let b = pg.app("relay-b", &channels).await;
+    let client = http_client();
+    let url = format!("http://127.0.0.1:{admin_port}/v1/admin/drills?limit=100");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let drills = loop {
+        let v: Value = client
+            .get(&url)
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let all = v.as_array().cloned().unwrap_or_default();
+        if all.iter().filter(|d| !d["passed"].is_null()).count() >= 4 {
+            break all;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let done: Vec<&Value> = drills.iter().filter(|d| !d["passed"].is_null()).collect();
+    assert!(
+        done.iter()
+            .all(|d| d["passed"] == true && d["surprise"] == true),
+        "{done:#?}"
+    );
+    // One drill per due time: starts at least `every` apart (less the check period),
+    // never two at once from the two instances.
+    let mut starts: Vec<chrono::DateTime<chrono::FixedOffset>> = drills
+        .iter()
+        .map(|d| chrono::DateTime::parse_from_rfc3339(d["started_at"].as_str().unwrap()).unwrap())
+        .collect();
+    starts.sort();
+    for w in starts.windows(2) {
+        let gap = (w[1] - w[0]).num_milliseconds();
+        assert!(gap >= 1_500, "two drills {gap} ms apart: {drills:#?}");
+    }
+    assert!(
+        crate::endpoint::support::runs(&backup_dir).is_empty(),
+        "a drill ran the command"
+    );
+    a.stop().await;
+    b.stop().await;
+    backup.stop().await;
+}

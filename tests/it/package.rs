@@ -289,6 +289,11 @@ fn the_debian_package_holds_a_working_binary_units_and_configs() {
         "usr/share/doc/amrelay/copyright",
         "usr/share/amrelay/prometheus/amrelay.rules.yml",
         "usr/share/amrelay/alertmanager/alertmanager.yml",
+        "usr/share/amrelay/prometheus/watchdog.rules.yml",
+        "usr/share/amrelay/grafana/amrelay-failover.json",
+        "usr/share/amrelay/grafana/provisioning/dashboards/amrelay.yml",
+        "usr/share/amrelay/grafana/provisioning/datasources/prometheus.yml",
+        "usr/share/man/man1/amrelay-drill.1.gz",
         // Made by the binary from its clap definitions (`amrelay man`, `completions`).
         "usr/share/man/man1/amrelay.1.gz",
         "usr/share/man/man1/amrelay-dead-letters-requeue.1.gz",

@@ -49,7 +49,7 @@ pub(crate) struct HeartbeatState(Backend);
 
 #[derive(Clone)]
 enum Backend {
-    Sqlite(sqlite::SqliteState),
+    Sqlite(crate::outbox::LocalDb),
     Postgres(postgres::PgState),
 }
 
@@ -59,14 +59,14 @@ impl HeartbeatState {
     pub(crate) fn beside(outbox: &Outbox, dir: &Path) -> Self {
         match outbox.database() {
             Some(pool) => HeartbeatState(Backend::Postgres(postgres::PgState::new(pool))),
-            None => HeartbeatState(Backend::Sqlite(sqlite::SqliteState::at(dir))),
+            None => HeartbeatState(Backend::Sqlite(sqlite::at(dir))),
         }
     }
 
     /// The SQLite file alone, for tests.
     #[cfg(test)]
     pub(crate) fn sqlite_at(dir: &Path) -> Self {
-        HeartbeatState(Backend::Sqlite(sqlite::SqliteState::at(dir)))
+        HeartbeatState(Backend::Sqlite(sqlite::at(dir)))
     }
 
     /// Opens the state now, so that start-up fails on one it cannot use.

@@ -1,12 +1,12 @@
 //! The heartbeats' memory in its own SQLite file beside the outbox (`heartbeats.db`),
 //! synchronous=FULL: a sighting is on disk before the webhook is answered.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use super::{Result, SourceRow, Told, NO_SOURCE};
+use super::{SourceRow, Told, NO_SOURCE};
+use crate::outbox::LocalDb;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS heartbeat_sources (
@@ -21,64 +21,9 @@ CREATE TABLE IF NOT EXISTS heartbeat_sources (
 ) WITHOUT ROWID;
 ";
 
-#[derive(Clone)]
-pub(super) struct SqliteState(Arc<Inner>);
-
-struct Inner {
-    path: PathBuf,
-    conn: Mutex<Option<Connection>>,
-}
-
-impl SqliteState {
-    pub(super) fn at(dir: &Path) -> Self {
-        SqliteState(Arc::new(Inner {
-            path: dir.join("heartbeats.db"),
-            conn: Mutex::new(None),
-        }))
-    }
-
-    pub(super) fn open_now(&self) -> Result<()> {
-        let mut conn = self.0.conn.lock().unwrap_or_else(|e| e.into_inner());
-        open_into(&self.0.path, &mut conn).map(|_| ())
-    }
-
-    /// Runs `f` on the connection off the async threads.
-    pub(super) async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let inner = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.conn.lock().unwrap_or_else(|e| e.into_inner());
-            let c = open_into(&inner.path, &mut conn)?;
-            f(c).map_err(|e| format!("heartbeat state: {e}"))
-        })
-        .await
-        .map_err(|e| format!("heartbeat state: {e}"))?
-    }
-}
-
-fn open_into<'c>(path: &Path, slot: &'c mut Option<Connection>) -> Result<&'c mut Connection> {
-    let conn = match slot.take() {
-        Some(c) => c,
-        None => open(path)?,
-    };
-    Ok(slot.insert(conn))
-}
-
-fn open(path: &Path) -> Result<Connection> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let init = || -> rusqlite::Result<()> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)
-    };
-    init().map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(conn)
+/// The file beside the outbox, created when first needed.
+pub(super) fn at(dir: &Path) -> LocalDb {
+    LocalDb::at(dir.join("heartbeats.db"), SCHEMA, "heartbeat state")
 }
 
 pub(super) fn ensure(

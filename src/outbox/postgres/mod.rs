@@ -36,7 +36,7 @@ pub(super) struct Postgres {
     lease: Duration,
     /// Undelivered rows, as last counted plus what this instance added since: the
     /// `max_pending` bound is approximate across instances (docs/high-availability.md).
-    open: Arc<AtomicU64>,
+    open: Arc<OpenCount>,
     /// This instance's workers: woken at once after a commit that made work, and by
     /// other instances' notifications.
     wake: Arc<watch::Sender<u64>>,
@@ -79,7 +79,7 @@ impl Postgres {
             limits,
             instance: instance.into(),
             lease: s.lease,
-            open: Arc::new(AtomicU64::new(0)),
+            open: Arc::new(OpenCount::default()),
             wake,
             poke,
         };
@@ -135,12 +135,11 @@ impl Postgres {
         // returns, the refusal of a full outbox included (its calling-off of held
         // promotions stands).
         let c = self.durable.get().await?;
-        let open = self.open.load(Ordering::Relaxed);
+        let open = self.open.now();
         let mut work = false;
         let done = store::enqueue(&c, &new, &self.limits, now_ms(), open, &mut work).await?;
         if let Enqueued::Accepted { deliveries, .. } = &done {
-            self.open
-                .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+            self.open.add(deliveries.len() as u64);
             if work {
                 self.made_work();
             }
@@ -198,16 +197,18 @@ impl Postgres {
 
     pub(super) async fn stats(&self) -> Result<Stats, StoreError> {
         let c = self.fast.get().await?;
+        let mark = self.open.mark();
         let stats = store::stats(&c).await?;
-        let open = stats.channels.iter().map(|c| c.open).sum();
-        self.open.store(open, Ordering::Relaxed);
+        self.open
+            .counted(stats.channels.iter().map(|c| c.open).sum(), mark);
         Ok(stats)
     }
 
     pub(super) async fn count_open(&self) -> Result<usize, StoreError> {
         let c = self.fast.get().await?;
+        let mark = self.open.mark();
         let n = store::count_open(&c).await?;
-        self.open.store(n, Ordering::Relaxed);
+        self.open.counted(n, mark);
         Ok(n as usize)
     }
 
@@ -262,5 +263,64 @@ async fn notifier(pool: Pool, poke: Arc<Notify>) {
         }
         // Commits in the next moment share the next notification.
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The undelivered rows `max_pending` is checked against: the last count, plus what
+/// this instance added since that count began. A count's snapshot may miss rows whose
+/// commit it raced; those were added after its mark, so they are still counted (twice
+/// at worst, which errs on refusing early), never lost.
+#[derive(Default)]
+struct OpenCount {
+    /// Deliveries this instance has stored, ever.
+    added: AtomicU64,
+    /// The last count, and `added` when it began.
+    last: std::sync::Mutex<(u64, u64)>,
+}
+
+impl OpenCount {
+    fn now(&self) -> u64 {
+        let (count, mark) = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        count + self.added.load(Ordering::Acquire).saturating_sub(mark)
+    }
+
+    fn add(&self, n: u64) {
+        self.added.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Taken before a count's query starts.
+    fn mark(&self) -> u64 {
+        self.added.load(Ordering::Acquire)
+    }
+
+    fn counted(&self, count: u64, mark: u64) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        // A slow count that began before the last one must not replace it.
+        if mark >= last.1 {
+            *last = (count, mark);
+        }
+    }
+}
+
+#[cfg(test)]
+mod open_count_tests {
+    use super::OpenCount;
+
+    #[test]
+    fn a_count_that_raced_an_enqueue_does_not_lose_it() {
+        let o = OpenCount::default();
+        o.add(2);
+        let mark = o.mark();
+        // Stored after the count began; its snapshot did not see it.
+        o.add(1);
+        o.counted(2, mark);
+        assert_eq!(o.now(), 3);
+        // An older count arriving late changes nothing.
+        o.counted(0, 0);
+        assert_eq!(o.now(), 3);
+        // The next count sees every row.
+        let mark = o.mark();
+        o.counted(3, mark);
+        assert_eq!(o.now(), 3);
     }
 }

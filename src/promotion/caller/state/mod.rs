@@ -57,7 +57,7 @@ pub(crate) struct CallerState(Backend);
 
 #[derive(Clone)]
 enum Backend {
-    Sqlite(sqlite::SqliteState),
+    Sqlite(crate::outbox::LocalDb),
     Postgres(postgres::PgState),
 }
 
@@ -67,7 +67,7 @@ impl CallerState {
     pub(crate) fn beside(outbox: &Outbox, dir: &Path) -> Self {
         match outbox.database() {
             Some(pool) => CallerState(Backend::Postgres(postgres::PgState::new(pool))),
-            None => CallerState(Backend::Sqlite(sqlite::SqliteState::at(dir))),
+            None => CallerState(Backend::Sqlite(sqlite::at(dir))),
         }
     }
 

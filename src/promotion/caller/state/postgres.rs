@@ -325,7 +325,7 @@ impl PgState {
         let c = self.client().await?;
         c.execute(
             "UPDATE caller_drills SET report = $2, passed = $3,
-                 finished_at = CASE WHEN $3::BOOLEAN IS NULL THEN NULL ELSE $4 END
+                 finished_at = CASE WHEN $3::BOOLEAN IS NULL THEN NULL ELSE $4::BIGINT END
              WHERE id = $1",
             &[&id, &report, &passed, &now],
         )

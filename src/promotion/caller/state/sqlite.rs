@@ -1,12 +1,12 @@
 //! The caller's memory in its own SQLite file beside the outbox (`promotion-caller.db`),
 //! synchronous=FULL: an incident is on disk before the first request for it leaves.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{DrillNotes, DrillRecord, Incident, NewIncident, Result, OBSERVATION_TTL_MS};
+use super::{DrillNotes, DrillRecord, Incident, NewIncident, OBSERVATION_TTL_MS};
+use crate::outbox::LocalDb;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS epochs (
@@ -63,69 +63,9 @@ CREATE TABLE IF NOT EXISTS drill_schedule (
 ) WITHOUT ROWID;
 ";
 
-/// The file, created when first needed: a configuration without promotion channels has
-/// none.
-#[derive(Clone)]
-pub(super) struct SqliteState(Arc<Inner>);
-
-struct Inner {
-    path: PathBuf,
-    conn: Mutex<Option<Connection>>,
-}
-
-impl SqliteState {
-    /// Where the state lives; `open_now` or the first `with` opens it.
-    pub(super) fn at(dir: &Path) -> Self {
-        SqliteState(Arc::new(Inner {
-            path: dir.join("promotion-caller.db"),
-            conn: Mutex::new(None),
-        }))
-    }
-
-    /// Opens (or creates) the file now, so that start-up fails on a store it cannot use.
-    pub(super) fn open_now(&self) -> Result<()> {
-        let mut conn = self.0.conn.lock().unwrap_or_else(|e| e.into_inner());
-        open_into(&self.0.path, &mut conn).map(|_| ())
-    }
-
-    /// Runs `f` on the connection off the async threads.
-    pub(super) async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let caller = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = caller.conn.lock().unwrap_or_else(|e| e.into_inner());
-            let c = open_into(&caller.path, &mut conn)?;
-            f(c).map_err(|e| format!("promotion state: {e}"))
-        })
-        .await
-        .map_err(|e| format!("promotion state: {e}"))?
-    }
-}
-
-/// The connection in `slot`, opened into it first if it is not there yet.
-fn open_into<'c>(path: &Path, slot: &'c mut Option<Connection>) -> Result<&'c mut Connection> {
-    let conn = match slot.take() {
-        Some(c) => c,
-        None => open(path)?,
-    };
-    Ok(slot.insert(conn))
-}
-
-fn open(path: &Path) -> Result<Connection> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let init = || -> rusqlite::Result<()> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)
-    };
-    init().map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(conn)
+/// The file beside the outbox, created when first needed.
+pub(super) fn at(dir: &Path) -> LocalDb {
+    LocalDb::at(dir.join("promotion-caller.db"), SCHEMA, "promotion state")
 }
 
 pub(super) fn last_epoch(c: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
