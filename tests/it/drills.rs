@@ -32,6 +32,38 @@ async fn drill(p: &Pair, args: &[&str]) -> (i32, Value, String) {
     (out.status.code().unwrap_or(-1), report, stderr)
 }
 
+/// The admin API's drill list, polled until `done` holds for it: surprise drills fire
+/// by themselves, at a moment the test does not choose.
+async fn drills_until(
+    url: String,
+    within: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let client = http_client();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let v: Value = client
+            .get(&url)
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let all = v.as_array().cloned().unwrap_or_default();
+        if done(&all) {
+            return all;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn admin_port_url(p: &Pair) -> String {
+    format!("http://127.0.0.1:{}/v1/admin/drills?limit=10", p.admin_port)
+}
+
 fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["steps"]
         .as_array()
@@ -292,33 +324,11 @@ async fn surprise_drills_fire_by_themselves_and_are_marked() {
         "\n[[drills]]\ntarget = \"primary\"\nevery = \"3s\"\nstep_timeout = \"15s\"\n",
     )
     .await;
-    let client = http_client();
-    let url = format!("http://127.0.0.1:{}/v1/admin/drills?limit=10", p.admin_port);
-    // Polled: the drill fires by itself, at a moment the test does not choose.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let drills = loop {
-        let v: Value = client
-            .get(&url)
-            .bearer_auth("admin-token")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let all = v.as_array().cloned().unwrap_or_default();
-        if all
-            .iter()
+    let drills = drills_until(admin_port_url(&p), WAIT, |all| {
+        all.iter()
             .any(|d| d["surprise"] == true && d["passed"] == true)
-        {
-            break all;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no surprise drill passed: {v:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert!(drills
         .iter()
         .all(|d| d["surprise"] == true && d["live"] == false));
@@ -385,26 +395,11 @@ step_timeout = "15s"
     );
     let a = pg.app("relay-a", &format!("{admin}{channels}")).await;
     let b = pg.app("relay-b", &channels).await;
-    let client = http_client();
     let url = format!("http://127.0.0.1:{admin_port}/v1/admin/drills?limit=100");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let drills = loop {
-        let v: Value = client
-            .get(&url)
-            .bearer_auth("admin-token")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let all = v.as_array().cloned().unwrap_or_default();
-        if all.iter().filter(|d| !d["passed"].is_null()).count() >= 4 {
-            break all;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{v:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let drills = drills_until(url, Duration::from_secs(60), |all| {
+        all.iter().filter(|d| !d["passed"].is_null()).count() >= 4
+    })
+    .await;
     let done: Vec<&Value> = drills.iter().filter(|d| !d["passed"].is_null()).collect();
     assert!(
         done.iter()
