@@ -7,7 +7,8 @@
 //! ```
 //!
 //! The modules, from the ground up; a module imports only those above it in this list
-//! (`tests/it/layers.rs` checks it):
+//! (`tests/it/layers.rs` checks it; admin may use ingest, promotion and drill, and
+//! drill may use promotion):
 //!
 //! - [`domain`]: alerts, notifications, label matchers, the dedup key, the Alertmanager
 //!   wire format, the promotion protocol's words, signatures, times. Values only.
@@ -24,9 +25,11 @@
 //! - [`heartbeat`]: the dead-man's switch: an always-firing alert (`Watchdog`) that
 //!   stops arriving is told on its channels, once per silence (beside `deliver`).
 //! - [`ingest`]: `POST /webhook/alertmanager`, auth, `/metrics`, `/readyz`.
-//! - [`admin`]: the admin API behind `amrelay promote` and `amrelay status`.
+//! - [`admin`]: the admin API behind `amrelay promote`, `amrelay status` and `amrelay drill`.
 //! - [`promotion`]: failover: the caller (incidents, epochs, guards, outcome messages)
 //!   and the backup's endpoint that runs the promotion command at most once per incident.
+//! - [`drill`]: failover drills: a marked alert through the whole chain, each step
+//!   verified from what the caller noted in the store; surprise drills on a schedule.
 //! - [`collector`]: the metric collection sidecar, a second pipeline in the binary:
 //!   scrape (targets) -> buffer (SQLite, per endpoint) -> remote write (Prometheus).
 //! - [`app`]: builds every part from the settings and runs until shutdown.

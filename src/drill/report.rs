@@ -5,7 +5,38 @@
 use serde::{Deserialize, Serialize};
 
 /// The steps, in order; each also names its `amrelay_drill_step_duration_seconds`.
-pub(crate) const STEPS: [&str; 6] = ["inject", "receive", "guards", "verify", "tell", "resolve"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StepName {
+    Inject,
+    Receive,
+    Guards,
+    Verify,
+    Tell,
+    Resolve,
+}
+
+impl StepName {
+    pub(crate) const ALL: [StepName; 6] = [
+        StepName::Inject,
+        StepName::Receive,
+        StepName::Guards,
+        StepName::Verify,
+        StepName::Tell,
+        StepName::Resolve,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StepName::Inject => "inject",
+            StepName::Receive => "receive",
+            StepName::Guards => "guards",
+            StepName::Verify => "verify",
+            StepName::Tell => "tell",
+            StepName::Resolve => "resolve",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,7 +63,7 @@ impl Result {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Step {
-    pub name: String,
+    pub name: StepName,
     pub expected: String,
     pub actual: String,
     /// Seconds from the end of the step before (the drill's start for the first).
@@ -63,13 +94,9 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    pub(crate) fn step(&mut self, name: &str) -> &mut Step {
-        let i = self
-            .steps
-            .iter()
-            .position(|s| s.name == name)
-            .unwrap_or_else(|| unreachable!("every drill has step {name}"));
-        &mut self.steps[i]
+    /// The step's row: every report has one per step, in order.
+    pub(crate) fn step(&mut self, name: StepName) -> &mut Step {
+        &mut self.steps[name as usize]
     }
 
     pub(crate) fn to_json(&self) -> String {
@@ -101,7 +128,7 @@ impl Report {
         for s in &self.steps {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {:.0} s | {} |\n",
-                s.name,
+                s.name.as_str(),
                 cell(&s.expected),
                 cell(&s.actual),
                 s.elapsed_s.map_or("-".to_owned(), |e| format!("{e:.2} s")),
@@ -136,10 +163,10 @@ mod tests {
             finished_at: None,
             passed: None,
             verdict: "running".into(),
-            steps: STEPS
+            steps: StepName::ALL
                 .iter()
                 .map(|n| Step {
-                    name: (*n).into(),
+                    name: *n,
                     expected: "x | y".into(),
                     actual: String::new(),
                     elapsed_s: Some(1.5),
