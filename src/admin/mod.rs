@@ -70,6 +70,12 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     answer(status, json!({ "error": msg.into() }))
 }
 
+/// A request's JSON body, or the 400 that says what was expected.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}")))
+}
+
 /// None when the token is right; else the 401 (or 404 when the API is off).
 async fn refuse(st: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let settings = st.settings.lock().await;
@@ -96,14 +102,9 @@ async fn promote(
     if let Some(r) = refuse(&st, &headers).await {
         return r;
     }
-    let req: PromoteRequest = match serde_json::from_slice(&body) {
+    let req: PromoteRequest = match parse(&body, r#"{"target", "reason", "force"}"#) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"target\", \"reason\", \"force\"}}: {e}"),
-            )
-        }
+        Err(r) => return r,
     };
     if req.reason.trim().is_empty() {
         return error(
@@ -111,29 +112,9 @@ async fn promote(
             "reason: say why, for the record and the outcome message",
         );
     }
-    let channel = {
-        let settings = st.settings.lock().await;
-        let found = settings
-            .promotion_channels()
-            .find(|(_, p)| p.target == req.target)
-            .map(|(name, _)| name.to_owned());
-        match found {
-            Some(c) => c,
-            None => {
-                let targets: Vec<&str> = settings
-                    .promotion_channels()
-                    .map(|(_, p)| p.target.as_str())
-                    .collect();
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "no promotion channel has target {:?} (targets: {})",
-                        req.target,
-                        targets.join(", ")
-                    ),
-                );
-            }
-        }
+    let channel = match st.settings.lock().await.promotion_channel_of(&req.target) {
+        Ok((name, _)) => name.to_owned(),
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
     let n = manual_notification(&req.target, &req.reason, req.force);
     tracing::warn!(target = %req.target, reason = %req.reason, force = req.force, "manual promotion requested through the admin API");
@@ -288,16 +269,12 @@ async fn start_drill(
     if let Some(r) = refuse(&st, &headers).await {
         return r;
     }
-    let req: DrillRequest = match serde_json::from_slice(&body) {
+    let req: DrillRequest = match parse(
+        &body,
+        r#"{"target", "alertmanagers", "live", "step_timeout"}"#,
+    ) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "expected {{\"target\", \"alertmanagers\", \"live\", \"step_timeout\"}}: {e}"
-                ),
-            )
-        }
+        Err(r) => return r,
     };
     let mut alertmanagers = Vec::new();
     for (i, u) in req.alertmanagers.iter().enumerate() {

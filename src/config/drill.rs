@@ -126,24 +126,9 @@ fn drill(i: usize, d: &RawDrill, p: &mut Problems) -> Option<DrillSettings> {
 
 /// Each drill names a promotion channel's target, once.
 pub(super) fn check_targets(s: &Settings, p: &mut Problems) {
-    let targets: Vec<&str> = s
-        .promotion_channels()
-        .map(|(_, c)| c.target.as_str())
-        .collect();
     for (i, d) in s.drills.iter().enumerate() {
-        if !targets.contains(&d.target.as_str()) {
-            p.push::<()>(
-                format!("drills[{i}].target"),
-                format!(
-                    "{:?} is not the target of any promotion channel (targets: {})",
-                    d.target,
-                    if targets.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        targets.join(", ")
-                    }
-                ),
-            );
+        if let Err(e) = s.promotion_channel_of(&d.target) {
+            p.push::<()>(format!("drills[{i}].target"), e);
         }
         if s.drills[..i].iter().any(|o| o.target == d.target) {
             p.push::<()>(

@@ -232,6 +232,26 @@ impl std::error::Error for ConfigErrors {}
 pub const ENV_PREFIX: &str = "AMRELAY";
 
 impl Settings {
+    /// The promotion channel of `target`: its name and settings; else why not, naming
+    /// the targets there are.
+    pub fn promotion_channel_of(&self, target: &str) -> Result<(&str, &PromotionSettings), String> {
+        if let Some(found) = self.promotion_channels().find(|(_, p)| p.target == target) {
+            return Ok(found);
+        }
+        let targets: Vec<&str> = self
+            .promotion_channels()
+            .map(|(_, p)| p.target.as_str())
+            .collect();
+        Err(format!(
+            "no promotion channel has target {target:?} (targets: {})",
+            if targets.is_empty() {
+                "none".to_owned()
+            } else {
+                targets.join(", ")
+            }
+        ))
+    }
+
     /// The `promotion` channels: each one's name and settings, in file order.
     pub fn promotion_channels(&self) -> impl Iterator<Item = (&str, &PromotionSettings)> {
         self.channels.iter().filter_map(|c| match &c.kind {

@@ -973,7 +973,7 @@ every = "90d"
     assert_eq!(p.len(), 1, "{p:#?}");
     assert!(
         p[0].starts_with("drills[0].target:")
-            && p[0].contains("not the target of any promotion channel"),
+            && p[0].contains("no promotion channel has target \"primary\" (targets: none)"),
         "{p:#?}"
     );
 }

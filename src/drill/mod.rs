@@ -88,28 +88,10 @@ impl Runner {
     pub(crate) async fn start(&self, req: Request) -> Result<DrillRecord, Refusal> {
         let (channel, promotion, settings) = {
             let settings = self.settings.lock().await;
-            let found = settings
-                .promotion_channels()
-                .find(|(_, p)| p.target == req.target)
-                .map(|(name, p)| (name.to_owned(), p.clone()));
-            match found {
-                Some((c, p)) => (c, p, settings.clone()),
-                None => {
-                    let targets: Vec<&str> = settings
-                        .promotion_channels()
-                        .map(|(_, p)| p.target.as_str())
-                        .collect();
-                    return Err(Refusal::NoTarget(format!(
-                        "no promotion channel has target {:?} (targets: {})",
-                        req.target,
-                        if targets.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            targets.join(", ")
-                        }
-                    )));
-                }
-            }
+            let (name, p) = settings
+                .promotion_channel_of(&req.target)
+                .map_err(Refusal::NoTarget)?;
+            (name.to_owned(), p.clone(), settings.clone())
         };
         let store = |e: String| Refusal::Store(e);
         if let Some(inc) = self

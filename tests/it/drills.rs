@@ -425,3 +425,72 @@ step_timeout = "15s"
     b.stop().await;
     backup.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_drill_request_is_named_and_starts_nothing() {
+    let p = pair(0, "").await;
+    let client = http_client();
+    let url = format!("http://127.0.0.1:{}/v1/admin/drills", p.admin_port);
+    for (body, status, named) in [
+        (
+            serde_json::json!({"target": "secondary"}),
+            404,
+            "no promotion channel has target \"secondary\" (targets: primary)",
+        ),
+        (
+            serde_json::json!({"target": "primary", "alertmanagers": ["am:9093"]}),
+            400,
+            "alertmanagers[0]",
+        ),
+        (
+            serde_json::json!({"target": "primary", "step_timeout": "soon"}),
+            400,
+            "step_timeout",
+        ),
+        (
+            serde_json::json!({"target": "primary", "lve": true}),
+            400,
+            "lve",
+        ),
+        (serde_json::json!({"live": true}), 400, "target"),
+    ] {
+        let r = client
+            .post(&url)
+            .bearer_auth("admin-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(named), "{body}: {error}");
+    }
+    let listed: Value = client
+        .get(&url)
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, Value::Array(Vec::new()));
+    // And the CLI says a bad --step-timeout before it asks anything.
+    let out = p
+        .admin_cli(
+            &["drill", "--target", "primary", "--step-timeout", "0s"],
+            "admin.token",
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--step-timeout"));
+    // No drill has run: `drill show` says so, and so does an unknown id.
+    let out = p.admin_cli(&["drill", "show"], "admin.token").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no drill has run yet"));
+    let out = p.admin_cli(&["drill", "show", "nope"], "admin.token").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    p.stop().await;
+}

@@ -29,7 +29,7 @@ use state::CallerState;
 
 use crate::config::PromotionSettings;
 use crate::domain::time::now_ms;
-use crate::domain::{Notification, Status, DRILL_LABEL};
+use crate::domain::{Notification, Status};
 use crate::net::Outcome;
 use crate::outbox::Outbox;
 use crate::sinks::promotion::{BoxFuture, Caller, Requester};
@@ -61,11 +61,7 @@ impl Caller for CallerEnv {
                 max_age,
                 requester,
                 d,
-                drill: d
-                    .notification
-                    .common_labels
-                    .get(DRILL_LABEL)
-                    .map(str::to_owned),
+                drill: d.notification.drill().map(str::to_owned),
             };
             let result = match (&call.drill, d.notification.status) {
                 (Some(id), _) => call.drill(id).await,
