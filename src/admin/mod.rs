@@ -70,10 +70,9 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     answer(status, json!({ "error": msg.into() }))
 }
 
-/// A request's JSON body, or the 400 that says what was expected.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}")))
+/// A request's JSON body, or what a 400 says was expected.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("expected {expected}: {e}"))
 }
 
 /// None when the token is right; else the 401 (or 404 when the API is off).
@@ -104,7 +103,7 @@ async fn promote(
     }
     let req: PromoteRequest = match parse(&body, r#"{"target", "reason", "force"}"#) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if req.reason.trim().is_empty() {
         return error(
@@ -274,7 +273,7 @@ async fn start_drill(
         r#"{"target", "alertmanagers", "live", "step_timeout"}"#,
     ) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let mut alertmanagers = Vec::new();
     for (i, u) in req.alertmanagers.iter().enumerate() {
