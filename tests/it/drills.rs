@@ -494,3 +494,28 @@ async fn a_bad_drill_request_is_named_and_starts_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_within_the_cooldown_says_so_at_the_guards() {
+    let p = pair(0, "cooldown = \"1h\"").await;
+    let (status, _) = p.caller.post(primary_down("real", "mon1", false)).await;
+    assert_eq!(status, 200);
+    p.wait_runs(1).await;
+    let (status, _) = p.caller.post(primary_down("real", "mon1", true)).await;
+    assert_eq!(status, 200);
+    p.outcome("no failback").await;
+    let (code, report, stderr) = drill(&p, &[]).await;
+    assert_eq!(code, 1, "{report:#}\n{stderr}");
+    let guards = step(&report, "guards");
+    assert_eq!(guards["result"], "fail", "{report:#}");
+    assert!(
+        guards["actual"]
+            .as_str()
+            .unwrap()
+            .contains("within the cooldown"),
+        "{guards:#}"
+    );
+    assert_eq!(step(&report, "verify")["result"], "skipped");
+    assert_eq!(p.runs().len(), 1);
+    p.stop().await;
+}

@@ -96,38 +96,24 @@ impl Call<'_> {
             return Ok(Outcome::Delivered);
         }
         let now = now_ms();
-        if let Some(last) = self.env.state.last_promoted_at(&self.s.target).await? {
-            let until = last + self.s.cooldown.as_millis() as i64;
-            if until > now {
-                let detail = format!(
-                    "within the cooldown after the promotion of {} until {}: a real alert now would only be told so",
-                    crate::domain::time::human(last),
-                    crate::domain::time::human(until)
-                );
-                self.note(id, move |n| {
-                    n.guards.get_or_insert(Note::new(now, false, detail));
-                })
-                .await?;
-                return Ok(Outcome::Delivered);
-            }
+        if let Some((last, until)) = self.cooling_until(now).await? {
+            let detail = format!(
+                "within the cooldown after the promotion of {} until {}: a real alert now would only be told so",
+                crate::domain::time::human(last),
+                crate::domain::time::human(until)
+            );
+            self.note(id, move |n| {
+                n.guards.get_or_insert(Note::new(now, false, detail));
+            })
+            .await?;
+            return Ok(Outcome::Delivered);
         }
         let mut passed = "no incident open, outside the cooldown".to_owned();
         if let Some(q) = &self.s.quorum {
-            let n = self.d.notification;
-            let values = super::guards::label_values(n, &q.label);
-            let since = self.d.created_at - q.within.as_millis() as i64;
             // The drill's own monitors: a drill's report never counts toward a real
             // quorum, nor a real one toward the drill's.
             let seen = self
-                .env
-                .state
-                .observe(
-                    &drill_scope(&self.s.target, id),
-                    values,
-                    &n.group_key,
-                    self.d.created_at,
-                    since,
-                )
+                .quorum_seen(q, &drill_scope(&self.s.target, id))
                 .await?;
             let monitors = seen.clone();
             self.note(id, move |n| n.monitors = monitors).await?;

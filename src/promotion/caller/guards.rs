@@ -3,6 +3,7 @@
 
 use super::outcome::Event;
 use super::Call;
+use crate::config::Quorum;
 use crate::domain::{Notification, Status};
 use crate::net::Outcome;
 
@@ -63,15 +64,39 @@ impl Call<'_> {
         if force {
             return Ok(None);
         }
-        let last = self.env.state.last_promoted_at(&self.s.target).await?;
-        match last.map(|at| at + self.s.cooldown.as_millis() as i64) {
-            Some(until) if until > now => {
+        match self.cooling_until(now).await? {
+            Some((_, until)) => {
                 self.count("cooldown");
                 self.tell(Event::Cooldown { until }).await?;
                 Ok(Some(Outcome::Delivered))
             }
-            _ => Ok(None),
+            None => Ok(None),
         }
+    }
+
+    /// The target's last promotion and when its cooldown ends, while it has not.
+    pub(super) async fn cooling_until(&self, now: i64) -> Result<Option<(i64, i64)>, String> {
+        let last = self.env.state.last_promoted_at(&self.s.target).await?;
+        Ok(last
+            .map(|at| (at, at + self.s.cooldown.as_millis() as i64))
+            .filter(|(_, until)| *until > now))
+    }
+
+    /// Notes this delivery's monitors under `scope` (the target, or a drill's own), and
+    /// returns those that count toward the quorum.
+    pub(super) async fn quorum_seen(&self, q: &Quorum, scope: &str) -> Result<Vec<String>, String> {
+        let n = self.d.notification;
+        let since = self.d.created_at - q.within.as_millis() as i64;
+        self.env
+            .state
+            .observe(
+                scope,
+                label_values(n, &q.label),
+                &n.group_key,
+                self.d.created_at,
+                since,
+            )
+            .await
     }
 
     /// Fewer monitors than the quorum have reported the target down within its window:
@@ -80,20 +105,7 @@ impl Call<'_> {
         let Some(q) = &self.s.quorum else {
             return Ok(None);
         };
-        let n = self.d.notification;
-        let values = label_values(n, &q.label);
-        let since = self.d.created_at - q.within.as_millis() as i64;
-        let seen = self
-            .env
-            .state
-            .observe(
-                &self.s.target,
-                values,
-                &n.group_key,
-                self.d.created_at,
-                since,
-            )
-            .await?;
+        let seen = self.quorum_seen(q, &self.s.target).await?;
         if seen.len() as u32 >= q.count {
             return Ok(None);
         }
@@ -111,7 +123,7 @@ impl Call<'_> {
 }
 
 /// The values of the quorum label among the notification's firing alerts.
-pub(super) fn label_values(n: &Notification, label: &str) -> Vec<String> {
+fn label_values(n: &Notification, label: &str) -> Vec<String> {
     let mut v: Vec<String> = n
         .alerts
         .iter()
