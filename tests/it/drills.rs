@@ -303,6 +303,12 @@ async fn a_live_drill_promotes_once_and_says_how_to_fail_back() {
     assert_eq!(p.runs().len(), 1);
     let next = report["next"].to_string();
     assert!(next.contains("promotion reset"), "{next}");
+    // The incident (and the command's AMRELAY_REASON) says whose it is.
+    let status = p.admin_cli(&["status"], "admin.token").await;
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let reason = status["promotion"][0]["last_incident"]["reason"].to_string();
+    let id = report["id"].as_str().unwrap();
+    assert!(reason.contains(&format!("[DRILL {id}]")), "{reason}");
     assert!(step(&report, "verify")["actual"]
         .as_str()
         .unwrap()

@@ -74,7 +74,7 @@ impl Call<'_> {
             return Ok(false);
         };
         // A live drill's own incident is no reason to stop it.
-        if drill.live && inc.reason.contains(&drill_mark(&drill.id)) {
+        if drill.live && inc.reason.contains(&mark(&drill.id)) {
             return Ok(false);
         }
         let detail = format!(
@@ -159,7 +159,7 @@ impl Call<'_> {
         };
         let next = epoch.saturating_add(1);
         let n = self.d.notification;
-        let reason = format!("{} {}", drill_mark(id), super::request::reason(n, false));
+        let reason = super::request::reason(n, false);
         let now = now_ms();
         let incident = Incident {
             id: 0,
@@ -314,7 +314,7 @@ impl Call<'_> {
                 epoch: 0,
                 state: "verified".into(),
                 delivery_id: self.d.id,
-                reason: drill_mark(&id),
+                reason: mark(&id),
                 firing_since: drill.started_at,
                 opened_at: drill.started_at,
                 finished_at: Some(now),
@@ -326,8 +326,9 @@ impl Call<'_> {
     }
 }
 
-/// In a drill request's reason, so that the endpoint's log and `AMRELAY_REASON` say so.
-fn drill_mark(id: &str) -> String {
+/// Starts a drill incident's reason, so that the endpoint's log and `AMRELAY_REASON`
+/// say so, and a live drill knows its own incident.
+pub(super) fn mark(id: &str) -> String {
     format!("[DRILL {id}]")
 }
 

@@ -165,7 +165,7 @@ fn stored_epoch(e: u64) -> i64 {
 }
 
 /// Why the incident was opened: sent to the endpoint (its `AMRELAY_REASON`) and told to
-/// people.
+/// people; a drill's starts with its mark.
 pub(super) fn reason(n: &Notification, manual: bool) -> String {
     if manual {
         return n
@@ -174,7 +174,11 @@ pub(super) fn reason(n: &Notification, manual: bool) -> String {
             .to_owned();
     }
     let since = n.firing_since().map(|t| t.to_rfc3339()).unwrap_or_default();
-    let mut r = format!("{} firing since {since}", n.alert_name());
+    let mut r = match n.drill() {
+        Some(id) => format!("{} ", super::drill::mark(id)),
+        None => String::new(),
+    };
+    r.push_str(&format!("{} firing since {since}", n.alert_name()));
     if let Some(s) = n.annotation("summary") {
         r.push_str(": ");
         r.push_str(s);
