@@ -2,7 +2,7 @@
 //! the caller noted in the store, the resolve whatever came before, the report saved
 //! after every step.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::report::{self, Report, StepName};
 use super::{inject, Request, Runner, POLL};
@@ -31,16 +31,15 @@ impl Run {
         let id = self.report.id.clone();
         let mut failed: Option<String> = None;
         for name in StepName::ALL {
-            if name == StepName::Resolve {
-                break;
-            }
-            if failed.is_some() {
+            // After a failure the rest is skipped, but the alert is resolved whatever
+            // came before, so that no drill alert lingers.
+            if failed.is_some() && name != StepName::Resolve {
                 self.skip(name);
                 continue;
             }
             self.begin(name).await;
             let end = match name {
-                StepName::Inject => self.inject().await,
+                StepName::Inject => self.send(true).await,
                 StepName::Receive => {
                     self.wait(name, |n| {
                         n.received_at
@@ -51,20 +50,13 @@ impl Run {
                 }
                 StepName::Guards => self.wait(name, guards).await,
                 StepName::Verify => self.wait(name, verify).await,
-                StepName::Tell | StepName::Resolve => self.tell().await,
+                StepName::Tell => self.tell().await,
+                StepName::Resolve => self.resolve().await,
             };
-            if let Err(why) = &end {
-                failed = Some(format!("{}: {why}", name.as_str()));
+            if let Some(why) = self.end(name, end).await {
+                failed.get_or_insert(format!("{}: {why}", name.as_str()));
             }
-            self.end(name, end).await;
         }
-        // The alert is resolved whatever came before, so that no drill alert lingers.
-        self.begin(StepName::Resolve).await;
-        let end = self.resolve().await;
-        if let (Err(why), None) = (&end, &failed) {
-            failed = Some(format!("resolve: {why}"));
-        }
-        self.end(StepName::Resolve, end).await;
         let passed = failed.is_none();
         self.report.passed = Some(passed);
         self.report.finished_at = rfc3339(now_ms());
@@ -103,27 +95,18 @@ impl Run {
         s.actual = "not run: an earlier step failed".into();
     }
 
-    async fn end(&mut self, name: StepName, end: StepEnd) {
+    /// Records how the step ended, and saves the report; why it failed, if it did.
+    async fn end(&mut self, name: StepName, end: StepEnd) -> Option<String> {
         let elapsed = self.mark.elapsed();
         self.mark = Instant::now();
-        let budget = self.req.step_timeout;
+        let (result, actual) = judge(end, elapsed, self.req.step_timeout);
+        let failed = (result == report::Result::Fail).then(|| actual.clone());
         let s = self.report.step(name);
         s.elapsed_s = Some(elapsed.as_secs_f64());
-        match end {
-            Ok(actual) if elapsed <= budget => {
-                s.actual = actual;
-                s.result = report::Result::Pass;
-            }
-            Ok(actual) => {
-                s.actual = format!("{actual}, but over the budget");
-                s.result = report::Result::Fail;
-            }
-            Err(why) => {
-                s.actual = why;
-                s.result = report::Result::Fail;
-            }
-        }
+        s.result = result;
+        s.actual = actual;
         self.save().await;
+        failed
     }
 
     async fn save(&self) {
@@ -167,19 +150,14 @@ impl Run {
         }
     }
 
-    async fn inject(&mut self) -> StepEnd {
+    /// The drill's alerts, firing or resolved, the way the drill sends them.
+    async fn send(&self, firing: bool) -> StepEnd {
         let client = &self.runner.client;
         if self.req.alertmanagers.is_empty() {
-            inject::to_webhook(
-                client,
-                &self.runner.webhook,
-                self.auth.as_ref(),
-                &self.plan,
-                true,
-            )
-            .await
+            let auth = self.auth.as_ref();
+            inject::to_webhook(client, &self.runner.webhook, auth, &self.plan, firing).await
         } else {
-            inject::to_alertmanagers(client, &self.req.alertmanagers, &self.plan, true).await
+            inject::to_alertmanagers(client, &self.req.alertmanagers, &self.plan, firing).await
         }
     }
 
@@ -192,21 +170,12 @@ impl Run {
         self.delivered(want, |n| n.told.clone()).await
     }
 
-    async fn resolve(&mut self) -> StepEnd {
-        let client = &self.runner.client;
-        let sent = if self.req.alertmanagers.is_empty() {
-            inject::to_webhook(
-                client,
-                &self.runner.webhook,
-                self.auth.as_ref(),
-                &self.plan,
-                false,
-            )
-            .await
-        } else {
-            inject::to_alertmanagers(client, &self.req.alertmanagers, &self.plan, false).await
-        };
-        let sent = sent?;
+    async fn resolve(&self) -> StepEnd {
+        let sent = self.send(false).await?;
+        if self.notes().await?.received_at.is_none() {
+            // The channel never saw the alert (an earlier step failed): nobody to wait for.
+            return Ok(format!("{sent}; the promotion channel never saw the alert"));
+        }
         let received = self
             .wait(StepName::Resolve, |n| {
                 n.resolved.as_ref().map(|r| Ok(r.detail.clone()))
@@ -255,6 +224,22 @@ impl Run {
     }
 }
 
+/// A step passes when it ended well within its budget.
+fn judge(end: StepEnd, elapsed: Duration, budget: Duration) -> (report::Result, String) {
+    match end {
+        Ok(actual) if elapsed <= budget => (report::Result::Pass, actual),
+        Ok(actual) => (
+            report::Result::Fail,
+            format!(
+                "{actual}, but after {:.1} s: over the {:.0} s budget",
+                elapsed.as_secs_f64(),
+                budget.as_secs_f64()
+            ),
+        ),
+        Err(why) => (report::Result::Fail, why),
+    }
+}
+
 fn guards(n: &DrillNotes) -> Option<StepEnd> {
     n.guards.as_ref().map(|g| {
         if g.ok {
@@ -291,5 +276,25 @@ fn timed_out(step: StepName, n: &DrillNotes, p: &PromotionSettings) -> String {
         },
         StepName::Verify => "no answer from the endpoint within the budget (see amrelay's log and the channel's queue)".into(),
         _ => format!("{}: nothing within the budget", step.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_passes_only_when_it_ended_well_within_its_budget() {
+        let budget = Duration::from_secs(5);
+        let (r, actual) = judge(Ok("seen".into()), Duration::from_secs(5), budget);
+        assert_eq!((r, actual.as_str()), (report::Result::Pass, "seen"));
+        let (r, actual) = judge(Ok("seen".into()), Duration::from_millis(5_001), budget);
+        assert_eq!(r, report::Result::Fail);
+        assert!(
+            actual.starts_with("seen, but after 5.0 s: over the 5 s budget"),
+            "{actual}"
+        );
+        let (r, actual) = judge(Err("refused".into()), Duration::ZERO, budget);
+        assert_eq!((r, actual.as_str()), (report::Result::Fail, "refused"));
     }
 }

@@ -525,3 +525,71 @@ async fn a_drill_within_the_cooldown_says_so_at_the_guards() {
     assert_eq!(p.runs().len(), 1);
     p.stop().await;
 }
+
+/// An Alertmanager that takes alerts (200, as `POST /api/v2/alerts` answers) and routes
+/// them nowhere, counting the posts.
+async fn alertmanager_routing_nowhere() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let posts = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = posts.clone();
+    let app = axum::Router::new().route(
+        "/api/v2/alerts",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { "" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, posts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_never_reaches_the_channel_fails_receive_and_is_still_resolved_at_once() {
+    let p = pair(0, "").await;
+    let (am, posts) = alertmanager_routing_nowhere().await;
+    let out = p
+        .admin_cli(
+            &[
+                "drill",
+                "--target",
+                "primary",
+                "--step-timeout",
+                "2s",
+                "--format",
+                "json",
+                "--alertmanager",
+                &am,
+            ],
+            "admin.token",
+        )
+        .await;
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let receive = step(&report, "receive");
+    assert_eq!(receive["result"], "fail", "{report:#}");
+    assert!(
+        receive["actual"]
+            .as_str()
+            .unwrap()
+            .contains("did not reach the promotion channel"),
+        "{receive:#}"
+    );
+    assert_eq!(step(&report, "tell")["result"], "skipped");
+    // The resolve is sent, and not waited for: the channel never saw the alert.
+    let resolve = step(&report, "resolve");
+    assert_eq!(resolve["result"], "pass", "{report:#}");
+    assert!(resolve["elapsed_s"].as_f64().unwrap() < 1.0, "{resolve:#}");
+    assert_eq!(
+        posts.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "firing, then resolved"
+    );
+    assert!(report["verdict"]
+        .as_str()
+        .unwrap()
+        .starts_with("FAILED at receive"));
+    p.stop().await;
+}
