@@ -1,7 +1,8 @@
 //! The outbox's contract, the same on both backends: each scenario runs once on the
 //! SQLite store and once on a throwaway PostgreSQL (issue 13: "the backend-independent
 //! outbox tests run against both backends"). The rest of the suite runs on SQLite; the
-//! HA behaviour of the shared store is in `ha.rs`.
+//! HA behaviour of the shared store is in `ha.rs`. A scenario here is not repeated for
+//! SQLite elsewhere.
 
 use std::time::Duration;
 
@@ -51,7 +52,14 @@ async fn retry_after_then_once(backend: &str) {
         .await;
     let got = slack.received();
     assert_eq!(got.len(), 2, "one refused, one accepted");
-    assert!(got[1].at.duration_since(got[0].at) >= Duration::from_millis(900));
+    let gap = got[1].at.duration_since(got[0].at);
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: {gap:?}"
+    );
+    assert_eq!(slack.accepted().len(), 1);
+    let blocks = slack.accepted()[0]["blocks"].to_string();
+    assert!(blocks.contains("[FIRING:1] PrimaryDown"), "{blocks}");
     app.stop().await;
 }
 
@@ -74,9 +82,17 @@ async fn permanent_error_to_the_fallback(backend: &str) {
         hook.accepted()[0]["commonLabels"]["alertname"],
         "PrimaryDown"
     );
+    app.wait_metric("amrelay_fallbacks_total{channel=\"ops-slack\"}", 1.0, WAIT)
+        .await;
+    assert_eq!(
+        app.metric("amrelay_deliveries_failed_total{channel=\"ops-slack\",reason=\"permanent\"}")
+            .await,
+        1.0
+    );
     app.stop().await;
 }
 
+/// 503, never 429: Alertmanager does not retry a 429.
 async fn full_outbox_503_and_duplicates_stored_once(backend: &str) {
     // A channel whose first attempts are an hour away: deliveries stay pending.
     let dead = free_port();
@@ -101,9 +117,14 @@ async fn full_outbox_503_and_duplicates_stored_once(backend: &str) {
             .contains("storage.max_pending = 2"),
         "{json}"
     );
-    // Refused is not stored: the same notification is taken once there is room.
+    // Refused is not stored: the same notification is refused again, not a duplicate.
     let (status, json) = app.post(notification("primary-down-firing", "c")).await;
     assert_eq!(status, 503, "{json}");
+    assert_eq!(
+        app.metric("amrelay_webhooks_rejected_total{reason=\"store_full\"}")
+            .await,
+        2.0
+    );
     app.stop().await;
 }
 

@@ -1,5 +1,6 @@
-//! Delivery against fakes: Slack's documented answers, retry, Retry-After, rate limit,
-//! fallback, dead letters, order within a group, and webhook signatures.
+//! Delivery against fakes: Slack's documented answers, retry, rate limit,
+//! dead letters, order within a group, and webhook signatures (Retry-After and the
+//! fallback, on both backends, are in `backends.rs`).
 
 use std::time::Duration;
 
@@ -11,41 +12,6 @@ use crate::fakes::{Answer, Fake};
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn slack_and_hook(slack: &Fake, hook: &Fake, slack_extra: &str) -> String {
-    format!(
-        "{}\n[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nbackoff_min = \"50ms\"\nbackoff_max = \"200ms\"\n",
-        slack_config(&slack.slack_api_url(), slack_extra),
-        hook.hook_url()
-    )
-}
-
-#[tokio::test]
-async fn slack_429_retry_after_is_honoured_and_the_message_arrives_once() {
-    let slack = Fake::slack().await;
-    slack.script([Answer::RateLimited(1)]);
-    let app = spawn_app(&slack_config(&slack.slack_api_url(), "")).await;
-    assert_eq!(
-        app.post(notification("primary-down-firing", "429")).await.0,
-        200
-    );
-    slack
-        .wait_for("a posted message", WAIT, |r| {
-            r.iter().any(|r| r.answered == Some(200))
-        })
-        .await;
-    let got = slack.received();
-    assert_eq!(got.len(), 2, "one refused, one accepted");
-    let gap = got[1].at.duration_since(got[0].at);
-    assert!(
-        gap >= Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {gap:?}"
-    );
-    assert_eq!(slack.accepted().len(), 1);
-    let blocks = slack.accepted()[0]["blocks"].to_string();
-    assert!(blocks.contains("[FIRING:1] PrimaryDown"), "{blocks}");
-    app.stop().await;
-}
 
 #[tokio::test]
 async fn slack_transient_errors_are_retried_until_accepted() {
@@ -70,34 +36,6 @@ async fn slack_transient_errors_are_retried_until_accepted() {
         app.metric("amrelay_delivery_attempts_total{channel=\"ops-slack\",outcome=\"retryable\"}")
             .await,
         3.0
-    );
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn a_permanent_slack_error_goes_to_the_fallback_at_once() {
-    let (slack, hook) = (Fake::slack().await, Fake::webhook().await);
-    slack.script([Answer::SlackError("channel_not_found")]);
-    let app = spawn_app(&slack_and_hook(&slack, &hook, "fallback = \"hook\"")).await;
-    app.post(notification("primary-down-firing", "fallback"))
-        .await;
-    hook.wait_for("the fallback delivery", WAIT, |r| !r.is_empty())
-        .await;
-    assert_eq!(
-        slack.received().len(),
-        1,
-        "a permanent error is not retried"
-    );
-    assert_eq!(
-        hook.accepted()[0]["commonLabels"]["alertname"],
-        "PrimaryDown"
-    );
-    app.wait_metric("amrelay_fallbacks_total{channel=\"ops-slack\"}", 1.0, WAIT)
-        .await;
-    assert_eq!(
-        app.metric("amrelay_deliveries_failed_total{channel=\"ops-slack\",reason=\"permanent\"}")
-            .await,
-        1.0
     );
     app.stop().await;
 }

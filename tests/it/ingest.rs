@@ -171,39 +171,3 @@ async fn dedup_state_survives_a_restart() {
     );
     app.stop().await;
 }
-
-#[tokio::test]
-async fn a_full_outbox_answers_503_not_429() {
-    // A webhook channel to a port nobody listens on, retried slowly: deliveries stay pending.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let app = spawn_app(&format!(
-        "[storage]\nmax_pending = 2\n[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{dead}/hook\"\nbackoff_min = \"1h\"\nbackoff_max = \"1h\"\n[[routes]]\nchannels = [\"hook\"]\n"
-    ))
-    .await;
-    assert_eq!(
-        app.post(notification("primary-down-firing", "a")).await.0,
-        200
-    );
-    assert_eq!(
-        app.post(notification("primary-down-firing", "b")).await.0,
-        200
-    );
-    let (status, json) = app.post(notification("primary-down-firing", "c")).await;
-    assert_eq!(status, 503, "{json}");
-    assert!(
-        json["error"]
-            .as_str()
-            .unwrap()
-            .contains("storage.max_pending = 2"),
-        "{json}"
-    );
-    assert_eq!(
-        app.metric("amrelay_webhooks_rejected_total{reason=\"store_full\"}")
-            .await,
-        1.0
-    );
-    app.stop().await;
-}
