@@ -265,6 +265,8 @@ async fn two_instances_on_one_postgres_tell_each_silence_and_its_end_once() {
         app.wait_metric(MISSING, 1.0, Duration::from_secs(30)).await;
     }
     wait_told(&hook, "firing", 1, Duration::from_secs(30)).await;
+    // Not a wait for something to happen: a window of three checks per instance (1 s
+    // each) in which a second "missing" would show.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count(&hook, "firing"), 1, "{:?}", told(&hook));
 
@@ -293,6 +295,7 @@ async fn two_instances_on_one_postgres_tell_each_silence_and_its_end_once() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // A window of two more checks per instance in which a second resolve would show.
     tokio::time::sleep(Duration::from_secs(2)).await;
     beats.abort();
     assert_eq!(
@@ -320,6 +323,7 @@ async fn a_restart_keeps_the_last_sighting_and_a_silence_told_and_waits_out_the_
     let app = spawn_app_in(dir, &config).await;
     app.wait_metric(MISSING, 1.0, Duration::from_secs(10)).await;
     assert_eq!(app.metric(LAST_SEEN).await, seen);
+    // A window of four checks in which a second "missing" would show.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(count(&hook, "firing"), 1, "told again after the restart");
     app.post(watchdog("firing")).await;
