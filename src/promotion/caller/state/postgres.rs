@@ -101,9 +101,10 @@ impl PgState {
             .await
             .map_err(err)?;
         }
+        // Every target's (and every drill's scope's) old reports, not only this one's.
         tx.execute(
-            "DELETE FROM caller_observations WHERE target = $1 AND at < $2",
-            &[&target, &(at - OBSERVATION_TTL_MS)],
+            "DELETE FROM caller_observations WHERE at < $1",
+            &[&(at - OBSERVATION_TTL_MS)],
         )
         .await
         .map_err(err)?;

@@ -209,9 +209,10 @@ pub(super) fn observe(
             params![target, v, at, group_key],
         )?;
     }
+    // Every target's (and every drill's scope's) old reports, not only this one's.
     c.execute(
-        "DELETE FROM observations WHERE target = ?1 AND at < ?2",
-        params![target, at - OBSERVATION_TTL_MS],
+        "DELETE FROM observations WHERE at < ?1",
+        params![at - OBSERVATION_TTL_MS],
     )?;
     let mut stmt = c.prepare(
         "SELECT DISTINCT value FROM observations WHERE target = ?1 AND (at >= ?2 OR firing = 1) ORDER BY value",

@@ -136,3 +136,21 @@ fn drill_notes_change_in_place_and_an_unknown_drill_is_none() {
     assert_eq!((stored.passed, stored.finished_at), (Some(false), Some(50)));
     assert!(drills_interrupted(&c, "a", 60).unwrap().is_empty());
 }
+
+#[test]
+fn old_reports_are_forgotten_whatever_their_scope() {
+    let c = db();
+    // A drill's monitors, under the drill's own scope, an hour and more ago.
+    observe(&c, "primary#drill/d1", &["drill-1".into()], "g", 1_000, 0).unwrap();
+    // A report of another target, later than the TTL: the drill's rows go.
+    let later = 1_000 + OBSERVATION_TTL_MS + 1;
+    observe(&c, "primary", &["mon1".into()], "g2", later, later).unwrap();
+    let left: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM observations WHERE target = 'primary#drill/d1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+}
