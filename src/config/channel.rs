@@ -250,15 +250,7 @@ pub(super) fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], 
         };
         for (j, name) in pr.outcome_channels.iter().enumerate() {
             let key = format!("channels[{i}].outcome_channels[{j}]");
-            match channels.iter().find(|x| &x.name == name) {
-                Some(x) if matches!(x.kind, ChannelKind::Promotion(_)) => p.push::<()>(
-                    key,
-                    format!("{name:?} is a promotion channel; outcomes go to people"),
-                ),
-                Some(_) => {}
-                None if names.contains(&name.as_str()) => {}
-                None => p.push::<()>(key, format!("no channel is named {name:?}")),
-            }
+            check_people_channel(channels, names, name, key, "outcomes go to people", p);
         }
     }
     for (i, c) in channels.iter().enumerate() {
@@ -294,5 +286,26 @@ pub(super) fn check_channel_graph(channels: &[ChannelSettings], names: &[&str], 
             chain.push(n);
             next = target.fallback.as_deref();
         }
+    }
+}
+
+/// A channel named to tell people something (outcome messages, a missing heartbeat): it
+/// must exist, or be one whose own problems were reported already, and must not be a
+/// promotion channel (`why` says why not).
+pub(super) fn check_people_channel(
+    channels: &[ChannelSettings],
+    names: &[&str],
+    name: &str,
+    key: String,
+    why: &str,
+    p: &mut Problems,
+) {
+    match channels.iter().find(|x| x.name == name) {
+        Some(x) if matches!(x.kind, ChannelKind::Promotion(_)) => {
+            p.push::<()>(key, format!("{name:?} is a promotion channel; {why}"))
+        }
+        Some(_) => {}
+        None if names.contains(&name) => {}
+        None => p.push::<()>(key, format!("no channel is named {name:?}")),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::raw::RawHeartbeat;
-use super::{values, ChannelKind, ChannelSettings, Problems};
+use super::{values, ChannelSettings, Problems};
 use crate::domain::Matcher;
 
 /// The pseudo-label `per_label` may name: the notification's `externalURL`, i.e. which
@@ -91,17 +91,10 @@ pub(super) fn heartbeats(
             Some(cs) => cs.clone(),
         };
         for (j, c) in hb_channels.iter().enumerate() {
-            let ckey = format!("heartbeats[{i}].channels[{j}]");
-            match channels.iter().find(|s| &s.name == c) {
-                // A promotion channel would fail over because Prometheus is down.
-                Some(s) if matches!(s.kind, ChannelKind::Promotion(_)) => p.push::<()>(
-                    ckey,
-                    format!("{c:?} is a promotion channel; a missing heartbeat must not promote"),
-                ),
-                Some(_) => {}
-                None if names.contains(&c.as_str()) => {}
-                None => p.push::<()>(ckey, format!("no channel is named {c:?}")),
-            }
+            // A promotion channel would fail over because Prometheus is down.
+            let key = format!("heartbeats[{i}].channels[{j}]");
+            let why = "a missing heartbeat must not promote";
+            super::channel::check_people_channel(channels, names, c, key, why, p);
         }
         out.push(HeartbeatSettings {
             name,
