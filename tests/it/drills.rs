@@ -32,6 +32,19 @@ async fn drill(p: &Pair, args: &[&str]) -> (i32, Value, String) {
     (out.status.code().unwrap_or(-1), report, stderr)
 }
 
+/// `GET` the admin API's drill list.
+async fn list(url: &str) -> Value {
+    http_client()
+        .get(url)
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The admin API's drill list, polled until `done` holds for it: surprise drills fire
 /// by themselves, at a moment the test does not choose.
 async fn drills_until(
@@ -39,18 +52,9 @@ async fn drills_until(
     within: Duration,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let client = http_client();
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let v: Value = client
-            .get(&url)
-            .bearer_auth("admin-token")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = list(&url).await;
         let all = v.as_array().cloned().unwrap_or_default();
         if done(&all) {
             return all;
@@ -472,16 +476,7 @@ async fn a_bad_drill_request_is_named_and_starts_nothing() {
         let error = answer["error"].as_str().unwrap_or_default();
         assert!(error.contains(named), "{body}: {error}");
     }
-    let listed: Value = client
-        .get(&url)
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed, Value::Array(Vec::new()));
+    assert_eq!(list(&url).await, Value::Array(Vec::new()));
     // And the CLI says a bad --step-timeout before it asks anything.
     let out = p
         .admin_cli(
